@@ -1,0 +1,85 @@
+//! Application messages as they travel through the router.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fulmar_proto::{Properties, Publish, QoS, TopicName};
+use smallvec::SmallVec;
+
+/// Identifies one session incarnation. A persistent session keeps its key across connections;
+/// a new session (clean start, or after expiry) gets a fresh one, so a stale router entry can
+/// never reach a new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey(pub u64);
+
+/// A message accepted from a publisher, shared (`Arc`) by every recipient.
+///
+/// # Invariants
+/// `topic` is a complete, validated topic name (topic aliases are already resolved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Topic the message was published to.
+    pub topic: TopicName,
+    /// Application payload, shared with the publisher's read buffer slice.
+    pub payload: Bytes,
+    /// QoS the publisher sent it with; recipients get `min(qos, granted)`.
+    pub qos: QoS,
+    /// The publisher's RETAIN flag.
+    pub retain: bool,
+    /// MQTT 5 properties to forward (empty for 3.1.1 publishers).
+    pub properties: Properties,
+    /// The publishing session, for MQTT 5 No Local; `None` for wills and broker messages.
+    pub origin: Option<SessionKey>,
+}
+
+impl Message {
+    /// Builds the routed message from an inbound PUBLISH whose topic is resolved.
+    pub fn from_publish(publish: Publish, origin: Option<SessionKey>) -> Self {
+        Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties: publish.properties,
+            origin,
+        }
+    }
+
+    /// Bytes this message accounts for in queue limits (payload, topic and a fixed overhead
+    /// for headers and bookkeeping).
+    pub fn queued_size(&self) -> usize {
+        const OVERHEAD: usize = 64;
+        self.payload.len() + self.topic.as_str().len() + OVERHEAD
+    }
+}
+
+/// One recipient's copy of a message: the shared message plus what differs per recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// Effective QoS: minimum of the publish QoS and the subscription's granted QoS.
+    pub qos: QoS,
+    /// RETAIN flag as sent to this recipient ([MQTT-3.3.1-8] set for retained messages sent
+    /// because of a new subscription, [MQTT-3.3.1-9] clear for live traffic in 3.1.1).
+    pub retain: bool,
+    /// MQTT 5 subscription identifiers of the matching subscriptions.
+    pub subscription_ids: SmallVec<[u32; 2]>,
+}
+
+impl Delivery {
+    /// A delivery of `message` at `qos` with no subscription identifiers.
+    pub fn new(message: Arc<Message>, qos: QoS, retain: bool) -> Self {
+        Delivery {
+            message,
+            qos,
+            retain,
+            subscription_ids: SmallVec::new(),
+        }
+    }
+
+    /// Bytes this delivery accounts for in queue limits.
+    pub fn queued_size(&self) -> usize {
+        self.message.queued_size()
+    }
+}

@@ -1,0 +1,298 @@
+//! Session scenarios in virtual time: "client sends X at t, server must send Y".
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fulmar_proto::{
+    Ack, Connect, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    TopicName,
+};
+
+use super::{Event, Session, SessionLimits};
+use crate::error::ProtocolError;
+use crate::message::{Delivery, Message};
+
+fn pid(n: u16) -> PacketId {
+    PacketId::new(n).unwrap()
+}
+
+fn session(version: ProtocolVersion, keep_alive: u16, now: Instant) -> Session {
+    Session::new(
+        "c".into(),
+        version,
+        keep_alive,
+        SessionLimits::default(),
+        now,
+    )
+}
+
+fn publish(qos: QoS, packet_id: Option<u16>, dup: bool) -> Publish {
+    Publish {
+        dup,
+        qos,
+        retain: false,
+        topic: TopicName::new("a/b").unwrap(),
+        packet_id: packet_id.map(pid),
+        properties: Properties::default(),
+        payload: Bytes::from_static(b"hi"),
+    }
+}
+
+fn ack(n: u16) -> Ack {
+    Ack {
+        packet_id: pid(n),
+        reason: ReasonCode::Success,
+        properties: Properties::default(),
+    }
+}
+
+fn delivery(qos: QoS, payload: &'static [u8]) -> Delivery {
+    let message = Message {
+        topic: TopicName::new("x").unwrap(),
+        payload: Bytes::from_static(payload),
+        qos,
+        retain: false,
+        properties: Properties::default(),
+        origin: None,
+    };
+    Delivery::new(Arc::new(message), qos, false)
+}
+
+fn drain(session: &mut Session) -> Vec<Packet> {
+    std::iter::from_fn(|| session.poll_transmit()).collect()
+}
+
+#[test]
+fn keep_alive_expires_after_one_and_a_half_intervals() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V3_1_1, 10, t0);
+    assert!(s
+        .check_keep_alive(t0 + Duration::from_millis(14_999))
+        .is_ok());
+    assert_eq!(
+        s.check_keep_alive(t0 + Duration::from_secs(15)),
+        Err(ProtocolError::KeepAliveTimeout)
+    );
+    // Any packet re-arms the timer [MQTT-3.1.2-23].
+    s.handle(Packet::PingReq, t0 + Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(drain(&mut s), vec![Packet::PingResp]);
+    assert!(s.check_keep_alive(t0 + Duration::from_secs(24)).is_ok());
+    assert_eq!(s.keep_alive_deadline(), Some(t0 + Duration::from_secs(25)));
+}
+
+#[test]
+fn keep_alive_zero_never_expires() {
+    let t0 = Instant::now();
+    let s = session(ProtocolVersion::V3_1_1, 0, t0);
+    assert_eq!(s.keep_alive_deadline(), None);
+    assert!(s
+        .check_keep_alive(t0 + Duration::from_secs(1_000_000))
+        .is_ok());
+}
+
+#[test]
+fn qos1_publish_is_routed_and_acknowledged() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V3_1_1, 60, t0);
+    let event = s
+        .handle(
+            Packet::Publish(publish(QoS::AtLeastOnce, Some(5), false)),
+            t0,
+        )
+        .unwrap();
+    assert!(matches!(event, Some(Event::Publish(_))));
+    assert_eq!(drain(&mut s), vec![Packet::PubAck(ack(5))]);
+}
+
+#[test]
+fn qos2_is_delivered_once_when_publish_is_resent_before_pubrel() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V3_1_1, 60, t0);
+    let first = s
+        .handle(
+            Packet::Publish(publish(QoS::ExactlyOnce, Some(7), false)),
+            t0,
+        )
+        .unwrap();
+    assert!(matches!(first, Some(Event::Publish(_))));
+    let again = s
+        .handle(
+            Packet::Publish(publish(QoS::ExactlyOnce, Some(7), true)),
+            t0,
+        )
+        .unwrap();
+    assert_eq!(
+        again, None,
+        "[MQTT-4.3.3-2] not delivered again before PUBREL"
+    );
+    s.handle(Packet::PubRel(ack(7)), t0).unwrap();
+    assert_eq!(
+        drain(&mut s),
+        vec![
+            Packet::PubRec(ack(7)),
+            Packet::PubRec(ack(7)),
+            Packet::PubComp(ack(7))
+        ]
+    );
+    // After PUBREL the id is free: a new PUBLISH with it is a new message.
+    let next = s
+        .handle(
+            Packet::Publish(publish(QoS::ExactlyOnce, Some(7), false)),
+            t0,
+        )
+        .unwrap();
+    assert!(matches!(next, Some(Event::Publish(_))));
+}
+
+#[test]
+fn inbound_qos2_beyond_receive_maximum_is_a_violation() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        max_inbound_qos2: 2,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    for id in 1..=2 {
+        s.handle(
+            Packet::Publish(publish(QoS::ExactlyOnce, Some(id), false)),
+            t0,
+        )
+        .unwrap();
+    }
+    let err = s
+        .handle(
+            Packet::Publish(publish(QoS::ExactlyOnce, Some(3), false)),
+            t0,
+        )
+        .unwrap_err();
+    assert_eq!(err.reason_code(), ReasonCode::ReceiveMaximumExceeded);
+}
+
+#[test]
+fn outbound_qos1_uses_the_window_and_puback_frees_it() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        max_inflight: 2,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V3_1_1, 0, limits, t0);
+    assert_eq!(s.outbound_window(), 2);
+    let p1 = s.deliver(delivery(QoS::AtLeastOnce, b"1"));
+    let p2 = s.deliver(delivery(QoS::AtLeastOnce, b"2"));
+    assert_eq!((p1.packet_id, p2.packet_id), (Some(pid(1)), Some(pid(2))));
+    assert_eq!(s.outbound_window(), 0);
+    let p0 = s.deliver(delivery(QoS::AtMostOnce, b"0"));
+    assert_eq!(p0.packet_id, None, "QoS 0 needs no window");
+    s.handle(Packet::PubAck(ack(1)), t0).unwrap();
+    assert_eq!(s.outbound_window(), 1);
+}
+
+#[test]
+fn outbound_qos2_flow_sends_pubrel_and_completes_on_pubcomp() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V3_1_1, 0, t0);
+    let p = s.deliver(delivery(QoS::ExactlyOnce, b"x"));
+    let id = p.packet_id.unwrap().get();
+    s.handle(Packet::PubRec(ack(id)), t0).unwrap();
+    assert_eq!(drain(&mut s), vec![Packet::PubRel(ack(id))]);
+    assert_eq!(s.inflight_len(), 1);
+    s.handle(Packet::PubComp(ack(id)), t0).unwrap();
+    assert_eq!(s.inflight_len(), 0);
+}
+
+#[test]
+fn resume_redelivers_open_exchanges_in_order_with_dup() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V3_1_1, 0, t0);
+    s.deliver(delivery(QoS::AtLeastOnce, b"first"));
+    s.deliver(delivery(QoS::ExactlyOnce, b"second"));
+    s.deliver(delivery(QoS::ExactlyOnce, b"third"));
+    s.handle(Packet::PubRec(ack(3)), t0).unwrap();
+    drain(&mut s);
+    s.attach(
+        ProtocolVersion::V3_1_1,
+        30,
+        SessionLimits::default(),
+        t0 + Duration::from_secs(5),
+    );
+    let resent = drain(&mut s);
+    assert_eq!(resent.len(), 3);
+    match (&resent[0], &resent[1], &resent[2]) {
+        (Packet::Publish(a), Packet::Publish(b), Packet::PubRel(c)) => {
+            assert!(a.dup && b.dup, "[MQTT-3.3.1-1] re-sent PUBLISH has DUP set");
+            assert_eq!((a.packet_id, &a.payload[..]), (Some(pid(1)), &b"first"[..]));
+            assert_eq!(
+                (b.packet_id, &b.payload[..]),
+                (Some(pid(2)), &b"second"[..])
+            );
+            assert_eq!(
+                c.packet_id,
+                pid(3),
+                "[MQTT-4.3.3-3] PUBREL, not PUBLISH, after PUBREC"
+            );
+        }
+        other => panic!("unexpected redelivery {other:?}"),
+    }
+}
+
+#[test]
+fn second_connect_is_a_protocol_violation() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V3_1_1, 0, t0);
+    let connect = Connect {
+        protocol: ProtocolVersion::V3_1_1,
+        clean_start: true,
+        keep_alive: 0,
+        client_id: "c".into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    };
+    assert_eq!(
+        s.handle(Packet::Connect(connect), t0),
+        Err(ProtocolError::SecondConnect)
+    );
+}
+
+#[test]
+fn server_only_packets_from_a_client_are_violations() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V3_1_1, 0, t0);
+    assert!(matches!(
+        s.handle(Packet::PingResp, t0),
+        Err(ProtocolError::UnexpectedPacket(_))
+    ));
+}
+
+#[test]
+fn topic_alias_is_resolved_and_stripped() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        topic_alias_maximum: 4,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut set = publish(QoS::AtMostOnce, None, false);
+    set.properties.topic_alias = Some(2);
+    s.handle(Packet::Publish(set), t0).unwrap();
+    let mut by_alias = publish(QoS::AtMostOnce, None, false);
+    by_alias.topic = TopicName::empty();
+    by_alias.properties.topic_alias = Some(2);
+    match s.handle(Packet::Publish(by_alias), t0).unwrap() {
+        Some(Event::Publish(p)) => {
+            assert_eq!(p.topic.as_str(), "a/b");
+            assert_eq!(p.properties.topic_alias, None);
+        }
+        other => panic!("expected a routed publish, got {other:?}"),
+    }
+    let mut unknown = publish(QoS::AtMostOnce, None, false);
+    unknown.topic = TopicName::empty();
+    unknown.properties.topic_alias = Some(3);
+    assert_eq!(
+        s.handle(Packet::Publish(unknown), t0),
+        Err(ProtocolError::TopicAliasInvalid(3))
+    );
+}

@@ -1,0 +1,83 @@
+//! Shared broker state: the subscription tree, the retained index, the session registry
+//! and the counters. Connections hold an `Arc<Broker>`; nothing here awaits while a lock
+//! is held.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fulmar_core::{Message, SessionKey};
+use fulmar_proto::SubscriptionOptions;
+use fulmar_router::{RetainedIndex, TopicTree};
+use parking_lot::RwLock;
+
+use crate::config::Config;
+use crate::mailbox::Mailbox;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// A subscription as the router stores it: where to deliver, and how.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The subscribing session's outbox.
+    pub mailbox: Arc<Mailbox>,
+    /// Options from SUBSCRIBE (granted QoS, No Local, Retain As Published, …).
+    pub options: SubscriptionOptions,
+    /// MQTT 5 subscription identifier, if the client set one.
+    pub subscription_id: Option<u32>,
+}
+
+/// The state all connections share.
+pub struct Broker {
+    pub(crate) config: Config,
+    pub(crate) subscriptions: RwLock<TopicTree<SessionKey, Subscriber>>,
+    pub(crate) retained: RwLock<RetainedIndex<Arc<Message>>>,
+    pub(crate) registry: Registry,
+    metrics: Metrics,
+    next_session_key: AtomicU64,
+    client_id_nonce: AtomicU64,
+}
+
+impl Broker {
+    /// A broker with no sessions, subscriptions or retained messages.
+    pub fn new(config: Config) -> Self {
+        Broker {
+            config,
+            subscriptions: RwLock::new(TopicTree::new()),
+            retained: RwLock::new(RetainedIndex::new()),
+            registry: Registry::default(),
+            metrics: Metrics::default(),
+            next_session_key: AtomicU64::new(1),
+            client_id_nonce: AtomicU64::new(rand::random::<u32>().into()),
+        }
+    }
+
+    /// The configuration the broker runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The broker's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A key for a new session incarnation, never handed out before.
+    pub fn new_session_key(&self) -> SessionKey {
+        SessionKey(self.next_session_key.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A nonce for a server-assigned client identifier.
+    pub fn client_id_nonce(&self) -> u64 {
+        self.client_id_nonce.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+
+    /// Number of (filter, session) subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.read().len()
+    }
+}

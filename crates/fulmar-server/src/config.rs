@@ -1,0 +1,273 @@
+//! The broker's configuration: TOML file, defaults, and validation.
+//!
+//! Every key is documented in docs/configuration.md. Unknown keys are errors (a typo must
+//! never silently fall back to a default), and every error names the key or value at fault.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use fulmar_core::{QueueLimits, SessionLimits};
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key or a value of the wrong type (the message names it).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and key.
+        message: String,
+    },
+    /// A value of the right type but outside its allowed range.
+    #[error("invalid value {value} for `{key}`: {reason}")]
+    Value {
+        /// Dotted key, e.g. `limits.max_inflight_messages`.
+        key: &'static str,
+        /// The rejected value as written.
+        value: String,
+        /// What is allowed.
+        reason: &'static str,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// TCP listeners. Default: one on 127.0.0.1:1883.
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// One TCP listener.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address and port to listen on, e.g. `127.0.0.1:1883` or `[::]:1883`.
+    pub bind: SocketAddr,
+}
+
+/// Resource limits; each is counted when hit (see docs/limits.md).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Seconds a new connection has to send CONNECT before it is closed.
+    pub connect_timeout_secs: u64,
+    /// Largest packet accepted from a client, in bytes (fixed header included).
+    pub max_packet_size: u32,
+    /// Outbound QoS 1/2 messages sent to one client and not yet acknowledged.
+    pub max_inflight_messages: u16,
+    /// Inbound QoS 2 messages of one client awaiting PUBREL.
+    pub max_awaiting_pubrel: u16,
+    /// Messages queued for one session (waiting for the inflight window, or offline).
+    pub max_queued_messages: usize,
+    /// Bytes queued for one session.
+    pub max_queued_bytes: usize,
+    /// Longest client identifier accepted, in bytes.
+    pub max_client_id_len: usize,
+    /// Bytes of encoded output buffered for one connection before it stops taking more from
+    /// its queue (the rest waits in the queue, within its limits).
+    pub max_write_buffer_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect_timeout_secs: 10,
+            max_packet_size: 1024 * 1024,
+            max_inflight_messages: 32,
+            max_awaiting_pubrel: 1024,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            max_client_id_len: 256,
+            max_write_buffer_bytes: 256 * 1024,
+        }
+    }
+}
+
+fn default_listeners() -> Vec<ListenerConfig> {
+    vec![ListenerConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+    }]
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listeners: default_listeners(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        Config::parse(&text, &display)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Range checks that the types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        check(
+            "limits.connect_timeout_secs",
+            l.connect_timeout_secs,
+            1..=3600,
+        )?;
+        check(
+            "limits.max_packet_size",
+            u64::from(l.max_packet_size),
+            64..=268_435_460,
+        )?;
+        check(
+            "limits.max_inflight_messages",
+            u64::from(l.max_inflight_messages),
+            1..=65535,
+        )?;
+        check(
+            "limits.max_awaiting_pubrel",
+            u64::from(l.max_awaiting_pubrel),
+            1..=65535,
+        )?;
+        check(
+            "limits.max_queued_messages",
+            l.max_queued_messages as u64,
+            1..=100_000_000,
+        )?;
+        check(
+            "limits.max_queued_bytes",
+            l.max_queued_bytes as u64,
+            1024..=u64::MAX,
+        )?;
+        check(
+            "limits.max_client_id_len",
+            l.max_client_id_len as u64,
+            23..=65535,
+        )?;
+        check(
+            "limits.max_write_buffer_bytes",
+            l.max_write_buffer_bytes as u64,
+            4096..=u64::MAX,
+        )?;
+        Ok(())
+    }
+
+    /// The session limits this configuration implies.
+    pub fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            max_inflight: self.limits.max_inflight_messages,
+            max_inbound_qos2: self.limits.max_awaiting_pubrel,
+            topic_alias_maximum: 0,
+        }
+    }
+
+    /// The per-session queue limits.
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            max_messages: self.limits.max_queued_messages,
+            max_bytes: self.limits.max_queued_bytes,
+        }
+    }
+
+    /// The CONNECT timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.connect_timeout_secs)
+    }
+}
+
+fn check(
+    key: &'static str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<(), ConfigError> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::Value {
+        key,
+        value: value.to_string(),
+        reason: if value < *range.start() {
+            "too small"
+        } else {
+            "too large"
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::parse("", "t").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn listeners_and_limits_are_read() {
+        let config = Config::parse(
+            "[[listeners]]\nbind = \"127.0.0.1:2000\"\n[limits]\nmax_queued_messages = 5\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(config.listeners[0].bind.port(), 2000);
+        assert_eq!(config.limits.max_queued_messages, 5);
+        assert_eq!(config.limits.max_inflight_messages, 32);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[limits]\nmax_bogus = 1\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_address_is_named() {
+        let err = Config::parse("[[listeners]]\nbind = \"nonsense:99\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nonsense:99") || err.contains("bind"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_and_value() {
+        let err = Config::parse("[limits]\nmax_inflight_messages = 0\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("limits.max_inflight_messages") && err.contains('0'),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! The end of a connection: tell the client why (MQTT 5), publish the will when the spec
+//! says so, and hand the session on — to the connection that took it over, to the registry
+//! if it is persistent, or to nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fulmar_core::{Message, ProtocolError};
+use fulmar_proto::{Disconnect, Packet, Properties, ReasonCode};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Connection, Exit, Io};
+use crate::metrics::bump;
+use crate::registry::DetachedSession;
+
+/// How long a closing connection may spend writing its last bytes.
+const CLOSING_FLUSH: Duration = Duration::from_millis(500);
+
+impl Connection {
+    /// Closes the connection after the run loop ended with `exit`.
+    pub(crate) async fn finish<R, W>(mut self, exit: Exit, io: &mut Io<R, W>, peer: SocketAddr)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        // [MQTT-3.1.2-8] the will is published unless the client said DISCONNECT; not on a
+        // broker shutdown either (there is no one left to receive it).
+        let publish_will = match &exit {
+            Exit::ClientDisconnect { with_will } => *with_will,
+            Exit::Shutdown => false,
+            Exit::Closed | Exit::Violation(_) | Exit::TakenOver(_) => true,
+        };
+        let server_reason = self.log_exit(&exit, peer);
+        if let Some(reason) = server_reason.filter(|_| self.version.is_v5()) {
+            let disconnect = Disconnect {
+                reason,
+                properties: Properties::default(),
+            };
+            io.queue(&Packet::Disconnect(disconnect), self.version);
+        }
+        if !matches!(exit, Exit::Closed) {
+            io.flush_within(CLOSING_FLUSH).await;
+            io.shutdown_within(CLOSING_FLUSH).await;
+        }
+        if publish_will {
+            self.publish_will();
+        }
+        self.mailbox.with(|outbox| outbox.set_online(false));
+        let kick_rx = self.kick_rx.take();
+        let detached = DetachedSession {
+            key: self.key,
+            session: self.session,
+            mailbox: Arc::clone(&self.mailbox),
+            persistent: self.persistent,
+        };
+        if let Exit::TakenOver(kick) = exit {
+            let _ = kick.reply.send(detached);
+            return;
+        }
+        // Park or discard the session; a takeover that arrives meanwhile gets it instead.
+        let kicked = async {
+            match kick_rx {
+                Some(rx) => rx.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(kick) = kicked => {
+                let _ = kick.reply.send(detached);
+            }
+            mut state = Arc::clone(&self.slot).lock_owned() => {
+                let mine = state
+                    .owner
+                    .as_ref()
+                    .is_some_and(|owner| owner.connection_id == self.connection_id);
+                if mine {
+                    state.owner = None;
+                }
+                if mine && detached.persistent {
+                    state.detached = Some(detached);
+                } else {
+                    self.broker.discard_session(detached.key, &detached.session, &detached.mailbox);
+                    if state.owner.is_none() && state.detached.is_none() && !state.removed {
+                        self.broker.registry.remove(&self.client_id, &self.slot, &mut state);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs why the connection ended; returns the reason to tell an MQTT 5 client, if any.
+    fn log_exit(&self, exit: &Exit, peer: SocketAddr) -> Option<ReasonCode> {
+        let client_id = self.client_id.as_str();
+        match exit {
+            Exit::ClientDisconnect { .. } => {
+                tracing::debug!(client_id, %peer, "client disconnected");
+                None
+            }
+            Exit::Closed => {
+                tracing::debug!(client_id, %peer, "connection closed by peer");
+                None
+            }
+            Exit::Violation(ProtocolError::KeepAliveTimeout) => {
+                tracing::info!(client_id, %peer, "keep-alive expired; closing");
+                Some(ReasonCode::KeepAliveTimeout)
+            }
+            Exit::Violation(error) => {
+                bump(&self.broker.metrics().protocol_errors);
+                tracing::info!(client_id, %peer, %error, "protocol violation; closing");
+                Some(error.reason_code())
+            }
+            Exit::TakenOver(_) => {
+                tracing::info!(client_id, %peer, "session taken over by a new connection");
+                Some(ReasonCode::SessionTakenOver)
+            }
+            Exit::Shutdown => Some(ReasonCode::ServerShuttingDown),
+        }
+    }
+
+    fn publish_will(&mut self) {
+        let Some(will) = self.will.take() else { return };
+        tracing::debug!(client_id = %self.client_id, topic = %will.topic, "publishing will");
+        self.broker.publish(Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties: will.properties,
+            origin: None,
+        });
+    }
+}

@@ -1,0 +1,287 @@
+//! One client connection: the task that owns a [`Session`] while the client is connected.
+//!
+//! ```text
+//!  accept ─► read CONNECT (within connect_timeout) ─► handshake ─► run loop ─► finish
+//!                                                                   │
+//!     select over: kick (takeover) · shutdown · write wbuf · read+decode · outbox wake · keep-alive
+//! ```
+//! The run loop never blocks on one thing: a peer that stops reading stalls only its own
+//! writes (its outbox then fills and drops, counted), never reads, kicks or the keep-alive.
+
+mod finish;
+mod handshake;
+mod io;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fulmar_core::{Delivery, Event, Message, ProtocolError, Session, SessionKey};
+use fulmar_proto::{
+    decode, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode, SubAck, UnsubAck, Will,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
+
+pub use io::Io;
+use io::ReadError;
+
+use crate::broker::Broker;
+use crate::mailbox::Mailbox;
+use crate::metrics::bump;
+use crate::registry::{Kick, Slot};
+
+/// Deliveries taken from the outbox per lock.
+const BATCH: usize = 64;
+
+/// Why the run loop ended; decides the will and what happens to the session.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// DISCONNECT from the client; `with_will` for MQTT 5 reason 0x04.
+    ClientDisconnect { with_will: bool },
+    /// The peer closed the socket or it failed.
+    Closed,
+    /// A protocol violation, malformed packet or keep-alive expiry.
+    Violation(ProtocolError),
+    /// Another connection took the client id over.
+    TakenOver(Kick),
+    /// The broker is stopping.
+    Shutdown,
+}
+
+/// An established connection and the session it owns.
+pub struct Connection {
+    broker: Arc<Broker>,
+    client_id: String,
+    connection_id: u64,
+    version: ProtocolVersion,
+    key: SessionKey,
+    session: Session,
+    mailbox: Arc<Mailbox>,
+    persistent: bool,
+    will: Option<Will>,
+    slot: Arc<Slot>,
+    kick_rx: Option<oneshot::Receiver<Kick>>,
+    batch: Vec<Delivery>,
+}
+
+/// Serves one accepted stream until it closes. Never panics on client input.
+pub async fn serve<R, W>(
+    broker: Arc<Broker>,
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    connection_id: u64,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut io = Io::new(reader, writer);
+    let max_packet = broker.config().limits.max_packet_size as usize;
+    // [MQTT-3.1.0-1] CONNECT first, and within the configured time.
+    let first = tokio::select! {
+        read = tokio::time::timeout(
+            broker.config().connect_timeout(),
+            io.read_packet(ProtocolVersion::V3_1_1, max_packet),
+        ) => read,
+        _ = shutdown.changed() => return,
+    };
+    let connect = match first {
+        Ok(Ok(Packet::Connect(connect))) => connect,
+        Ok(Ok(other)) => {
+            bump(&broker.metrics().protocol_errors);
+            tracing::info!(%peer, packet = other.kind_name(), "first packet is not CONNECT; closing");
+            return;
+        }
+        Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocolVersion(level)))) => {
+            tracing::info!(%peer, level, "unsupported protocol level; CONNACK 0x01");
+            // [MQTT-3.1.2-2] answer 0x01 in the 3.1.1 form, then close.
+            handshake::refuse(
+                &mut io,
+                ProtocolVersion::V3_1_1,
+                ReasonCode::UnsupportedProtocolVersion,
+            )
+            .await;
+            return;
+        }
+        Ok(Err(ReadError::Decode(error))) => {
+            bump(&broker.metrics().protocol_errors);
+            tracing::info!(%peer, %error, "malformed CONNECT; closing");
+            return;
+        }
+        Ok(Err(ReadError::Closed)) => return,
+        Err(_) => {
+            bump(&broker.metrics().connect_timeouts);
+            tracing::info!(%peer, "no CONNECT within connect_timeout_secs; closing");
+            return;
+        }
+    };
+    let Some(mut connection) = handshake::accept(&broker, &mut io, connect, connection_id).await
+    else {
+        return;
+    };
+    let exit = connection.run(&mut io, &mut shutdown).await;
+    connection.finish(exit, &mut io, peer).await;
+}
+
+impl Connection {
+    /// The run loop: see the module docs.
+    async fn run<R, W>(&mut self, io: &mut Io<R, W>, shutdown: &mut watch::Receiver<bool>) -> Exit
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let high_water = self.broker.config().limits.max_write_buffer_bytes;
+        let max_packet = self.broker.config().limits.max_packet_size as usize;
+        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+        let keep_alive = tokio::time::sleep_until(far_future.into());
+        tokio::pin!(keep_alive);
+        let mut armed_deadline = None;
+        loop {
+            self.pump(io, high_water);
+            let deadline = self.session.keep_alive_deadline();
+            if deadline != armed_deadline {
+                keep_alive
+                    .as_mut()
+                    .reset(deadline.unwrap_or(far_future).into());
+                armed_deadline = deadline;
+            }
+            io.reserve_read();
+            let can_read = io.wbuf.len() < high_water;
+            let kick = async {
+                match self.kick_rx.as_mut() {
+                    Some(rx) => rx.await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                kick = kick => match kick {
+                    Some(kick) => return Exit::TakenOver(kick),
+                    // The registry dropped our owner entry without a kick: nobody can take
+                    // us over any more, so stop listening.
+                    None => self.kick_rx = None,
+                },
+                _ = shutdown.changed() => return Exit::Shutdown,
+                written = io.writer.write_buf(&mut io.wbuf), if !io.wbuf.is_empty() => {
+                    if matches!(written, Ok(0) | Err(_)) {
+                        return Exit::Closed;
+                    }
+                    if io.wbuf.is_empty() {
+                        let _ = io.writer.flush().await;
+                    }
+                }
+                read = io.reader.read_buf(&mut io.rbuf), if can_read => match read {
+                    Ok(0) | Err(_) => return Exit::Closed,
+                    Ok(_) => {
+                        if let Some(exit) = self.handle_input(io, max_packet) {
+                            return exit;
+                        }
+                    }
+                },
+                _ = self.mailbox.notified() => {}
+                _ = &mut keep_alive => {
+                    if let Err(e) = self.session.check_keep_alive(Instant::now()) {
+                        bump(&self.broker.metrics().keep_alive_timeouts);
+                        return Exit::Violation(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves the session's replies and then queued deliveries (as the inflight window
+    /// allows) into the write buffer, up to its high-water mark.
+    fn pump<R, W>(&mut self, io: &mut Io<R, W>, high_water: usize)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        while let Some(packet) = self.session.poll_transmit() {
+            io.queue(&packet, self.version);
+        }
+        let mut sent = 0u64;
+        while io.wbuf.len() < high_water {
+            let window = self.session.outbound_window();
+            let batch = &mut self.batch;
+            self.mailbox
+                .with(|outbox| outbox.pop_batch(window, BATCH, batch));
+            if self.batch.is_empty() {
+                break;
+            }
+            for delivery in self.batch.drain(..) {
+                let publish = self.session.deliver(delivery);
+                io.queue_publish(&publish, self.version);
+                sent += 1;
+            }
+        }
+        if sent > 0 {
+            self.broker
+                .metrics()
+                .messages_sent
+                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Decodes and handles every whole packet in the read buffer.
+    fn handle_input<R, W>(&mut self, io: &mut Io<R, W>, max_packet: usize) -> Option<Exit> {
+        loop {
+            match decode(&mut io.rbuf, self.version, max_packet) {
+                Ok(Some(packet)) => {
+                    if let Some(exit) = self.handle_packet(packet) {
+                        return Some(exit);
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => return Some(Exit::Violation(e.into())),
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, packet: Packet) -> Option<Exit> {
+        let event = match self.session.handle(packet, Instant::now()) {
+            Ok(Some(event)) => event,
+            Ok(None) => return None,
+            Err(e) => return Some(Exit::Violation(e)),
+        };
+        match event {
+            Event::Publish(publish) => {
+                bump(&self.broker.metrics().messages_received);
+                self.broker
+                    .publish(Message::from_publish(publish, Some(self.key)));
+            }
+            Event::Subscribe(subscribe) => {
+                let reasons =
+                    self.broker
+                        .subscribe(self.key, &self.mailbox, &mut self.session, &subscribe);
+                let suback = SubAck {
+                    packet_id: subscribe.packet_id,
+                    properties: Properties::default(),
+                    reasons,
+                };
+                self.session.queue_transmit(Packet::SubAck(suback));
+            }
+            Event::Unsubscribe(unsubscribe) => {
+                let reasons =
+                    self.broker
+                        .unsubscribe(self.key, &mut self.session, &unsubscribe.filters);
+                let unsuback = UnsubAck {
+                    packet_id: unsubscribe.packet_id,
+                    properties: Properties::default(),
+                    reasons,
+                };
+                self.session.queue_transmit(Packet::UnsubAck(unsuback));
+            }
+            Event::Disconnect(disconnect) => {
+                // [MQTT-3.14.4-3] a clean DISCONNECT discards the will, unless MQTT 5 0x04.
+                let with_will = disconnect.reason == ReasonCode::DisconnectWithWillMessage;
+                return Some(Exit::ClientDisconnect { with_will });
+            }
+            Event::Auth(_) => {
+                return Some(Exit::Violation(ProtocolError::UnexpectedPacket("AUTH")));
+            }
+        }
+        None
+    }
+}

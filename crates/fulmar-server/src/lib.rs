@@ -1,0 +1,27 @@
+//! The IO side of the Fulmar broker: configuration, listeners, connection tasks, and the
+//! shared broker state they route through. Protocol rules live in `fulmar-core` and
+//! `fulmar-proto`; this crate carries out what they decide.
+//!
+//! Module map:
+//! - [`config`]: TOML configuration and its validation.
+//! - [`server`]: binds listeners, runs them, stops cleanly.
+//! - [`listener`]: the accept loop.
+//! - [`connection`]: one task per client (CONNECT handshake, run loop, teardown).
+//! - [`broker`]: state shared by all connections; [`routing`] is its publish/subscribe path.
+//! - [`registry`]: sessions by client id and takeover between connections.
+//! - [`mailbox`]: a session's bounded outbox plus its wake-up.
+//! - [`metrics`]: the counters.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod listener;
+pub mod mailbox;
+pub mod metrics;
+pub mod registry;
+pub mod routing;
+pub mod server;
+
+pub use broker::Broker;
+pub use config::{Config, ConfigError};
+pub use server::Server;

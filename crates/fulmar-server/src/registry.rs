@@ -1,0 +1,99 @@
+//! Sessions by client identifier, and the hand-over of a session between connections.
+//!
+//! Each client id has a [`Slot`] guarded by an async mutex. A connection that wants the id
+//! locks the slot; if another connection owns it, it sends that owner a [`Kick`] and waits
+//! (bounded) for the owner to hand its session back [MQTT-3.1.4-2]. The owner, when it ends
+//! on its own, locks the slot to park a persistent session there, while still listening for a
+//! kick so that the two can never wait for each other.
+
+use std::sync::Arc;
+
+use ahash::HashMap;
+use fulmar_core::{Session, SessionKey};
+use tokio::sync::{oneshot, Mutex as AsyncMutex};
+
+use crate::mailbox::Mailbox;
+
+/// A session between connections, or on its way from one connection to the next.
+#[derive(Debug)]
+pub struct DetachedSession {
+    /// The session incarnation's key (router entries use it).
+    pub key: SessionKey,
+    /// Protocol state.
+    pub session: Session,
+    /// Its outbox (router entries point to it).
+    pub mailbox: Arc<Mailbox>,
+    /// Whether it outlives its connection (3.1.1 clean session 0; MQTT 5 expiry > 0).
+    pub persistent: bool,
+}
+
+/// A request to the owning connection to close and hand its session over.
+#[derive(Debug)]
+pub struct Kick {
+    /// Where to send the session.
+    pub reply: oneshot::Sender<DetachedSession>,
+}
+
+/// The connection that currently owns a client id.
+#[derive(Debug)]
+pub struct Owner {
+    /// Unique per connection, to tell owners apart.
+    pub connection_id: u64,
+    /// Ends that connection and asks for its session.
+    pub kick: oneshot::Sender<Kick>,
+}
+
+/// What the registry knows of one client id.
+#[derive(Debug, Default)]
+pub struct SlotState {
+    /// The slot left the registry map; whoever holds it must look the id up again.
+    pub removed: bool,
+    /// The connected owner, if any.
+    pub owner: Option<Owner>,
+    /// A persistent session with no connection.
+    pub detached: Option<DetachedSession>,
+}
+
+/// The per-client-id slot: an async mutex, because it is held while a kicked owner hands
+/// its session over.
+pub type Slot = AsyncMutex<SlotState>;
+
+/// All client ids with a connection or a parked session.
+#[derive(Debug, Default)]
+pub struct Registry {
+    slots: parking_lot::Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+impl Registry {
+    /// The slot for `client_id`, created when absent.
+    pub fn slot(&self, client_id: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get(client_id) {
+            return Arc::clone(slot);
+        }
+        let slot = Arc::new(Slot::default());
+        slots.insert(client_id.to_string(), Arc::clone(&slot));
+        slot
+    }
+
+    /// Removes `slot` from the map if it is still the one registered for `client_id`, and
+    /// marks it removed. The caller holds the slot's lock and leaves it empty.
+    pub fn remove(&self, client_id: &str, slot: &Arc<Slot>, state: &mut SlotState) {
+        debug_assert!(state.owner.is_none() && state.detached.is_none());
+        let mut slots = self.slots.lock();
+        if slots.get(client_id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(client_id);
+        }
+        state.removed = true;
+    }
+
+    /// Number of client ids known (connected or parked).
+    pub fn len(&self) -> usize {
+        self.slots.lock().len()
+    }
+
+    /// Whether no client id is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
