@@ -1,6 +1,6 @@
 //! Protocol violations by a client, and the reason code each one maps to.
 
-use fulmar_proto::{DecodeError, ReasonCode};
+use fulmar_proto::{DecodeError, QoS, ReasonCode};
 
 /// Every way a connected client can violate the protocol. Each one ends the connection
 /// (with a DISCONNECT carrying [`ProtocolError::reason_code`] for MQTT 5 clients).
@@ -24,6 +24,24 @@ pub enum ProtocolError {
     /// Keep-alive expired: no packet within 1.5 x keep-alive [MQTT-3.1.2-24].
     #[error("keep-alive timeout")]
     KeepAliveTimeout,
+    /// PUBLISH with a QoS above the advertised Maximum QoS.
+    #[error("QoS {0:?} is above the server's maximum QoS")]
+    QoSNotSupported(QoS),
+    /// PUBLISH with RETAIN while the server advertised Retain Available 0.
+    #[error("retained messages are not supported")]
+    RetainNotSupported,
+    /// A QoS 0 payload marked UTF-8 that is not.
+    #[error("payload marked as UTF-8 is not valid UTF-8")]
+    PayloadFormatInvalid,
+    /// SUBSCRIBE with a subscription identifier while the server does not support them.
+    #[error("subscription identifiers are not supported")]
+    SubscriptionIdentifiersNotSupported,
+    /// DISCONNECT setting a session expiry after CONNECT set 0 [MQTT-3.14.2-2].
+    #[error("session expiry set on DISCONNECT after CONNECT set 0")]
+    SessionExpiryAfterZero,
+    /// An AUTH packet the server cannot act on.
+    #[error("unexpected AUTH packet")]
+    UnexpectedAuth,
     /// A packet larger than the server's maximum packet size.
     #[error("packet of {size} bytes exceeds the maximum of {max}")]
     PacketTooLarge {
@@ -46,6 +64,15 @@ impl ProtocolError {
             ProtocolError::TopicAliasInvalid(_) => ReasonCode::TopicAliasInvalid,
             ProtocolError::KeepAliveTimeout => ReasonCode::KeepAliveTimeout,
             ProtocolError::PacketTooLarge { .. } => ReasonCode::PacketTooLarge,
+            ProtocolError::QoSNotSupported(_) => ReasonCode::QoSNotSupported,
+            ProtocolError::RetainNotSupported => ReasonCode::RetainNotSupported,
+            ProtocolError::PayloadFormatInvalid => ReasonCode::PayloadFormatInvalid,
+            ProtocolError::SubscriptionIdentifiersNotSupported => {
+                ReasonCode::SubscriptionIdentifiersNotSupported
+            }
+            ProtocolError::SessionExpiryAfterZero | ProtocolError::UnexpectedAuth => {
+                ReasonCode::ProtocolError
+            }
         }
     }
 }

@@ -22,4 +22,4 @@ pub use connect::{assign_client_id, validate_connect, ConnectDecision};
 pub use error::ProtocolError;
 pub use message::{Delivery, Message, SessionKey};
 pub use outbox::{Outbox, PushOutcome, QueueLimits};
-pub use session::{Event, Session, SessionLimits};
+pub use session::{ClientCapabilities, Event, Outbound, Session, SessionLimits};

@@ -1,6 +1,7 @@
 //! Application messages as they travel through the router.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fulmar_proto::{Properties, Publish, QoS, TopicName};
@@ -30,12 +31,20 @@ pub struct Message {
     pub properties: Properties,
     /// The publishing session, for MQTT 5 No Local; `None` for wills and broker messages.
     pub origin: Option<SessionKey>,
+    /// MQTT 5 Message Expiry: when the message stops being deliverable [MQTT-3.3.2-5].
+    pub expires_at: Option<Instant>,
 }
 
 impl Message {
     /// Builds the routed message from an inbound PUBLISH whose topic is resolved.
-    pub fn from_publish(publish: Publish, origin: Option<SessionKey>) -> Self {
+    /// `now` starts the Message Expiry Interval, if the publisher set one.
+    pub fn from_publish(publish: Publish, origin: Option<SessionKey>, now: Instant) -> Self {
+        let expires_at = publish
+            .properties
+            .message_expiry_interval
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
         Message {
+            expires_at,
             topic: publish.topic,
             payload: publish.payload,
             qos: publish.qos,
@@ -43,6 +52,21 @@ impl Message {
             properties: publish.properties,
             origin,
         }
+    }
+
+    /// Whether the message has expired at `now` and must not be delivered any more.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// Seconds of expiry left at `now`, rounded up, for the forwarded Message Expiry
+    /// Interval [MQTT-3.3.2-6]; `None` when the message does not expire.
+    pub fn remaining_expiry_secs(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+        })
     }
 
     /// Bytes this message accounts for in queue limits (payload, topic and a fixed overhead
@@ -65,6 +89,9 @@ pub struct Delivery {
     pub retain: bool,
     /// MQTT 5 subscription identifiers of the matching subscriptions.
     pub subscription_ids: SmallVec<[u32; 2]>,
+    /// The shared subscription (`$share/{group}/{filter}`) this delivery was chosen for, so
+    /// that it can go to another member if this session ends without acknowledging it.
+    pub shared_filter: Option<Arc<str>>,
 }
 
 impl Delivery {
@@ -75,6 +102,7 @@ impl Delivery {
             qos,
             retain,
             subscription_ids: SmallVec::new(),
+            shared_filter: None,
         }
     }
 

@@ -196,6 +196,7 @@ mod tests {
             retain: false,
             properties: Properties::default(),
             origin: None,
+            expires_at: None,
         };
         Delivery::new(Arc::new(message), qos, false)
     }

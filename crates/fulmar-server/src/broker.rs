@@ -24,6 +24,8 @@ pub struct Subscriber {
     pub options: SubscriptionOptions,
     /// MQTT 5 subscription identifier, if the client set one.
     pub subscription_id: Option<u32>,
+    /// The whole `$share/{group}/{filter}` string for a shared subscription.
+    pub shared_filter: Option<Arc<str>>,
 }
 
 /// The state all connections share.

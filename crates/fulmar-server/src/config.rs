@@ -10,6 +10,8 @@ use std::time::Duration;
 use fulmar_core::{QueueLimits, SessionLimits};
 use serde::Deserialize;
 
+pub use crate::mqtt_settings::MqttSettings;
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -51,6 +53,9 @@ pub struct Config {
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Protocol features offered (and advertised to MQTT 5 clients).
+    #[serde(default)]
+    pub mqtt: MqttSettings,
 }
 
 /// One TCP listener.
@@ -110,6 +115,7 @@ impl Default for Config {
         Config {
             listeners: default_listeners(),
             limits: Limits::default(),
+            mqtt: MqttSettings::default(),
         }
     }
 }
@@ -186,7 +192,11 @@ impl Config {
         SessionLimits {
             max_inflight: self.limits.max_inflight_messages,
             max_inbound_qos2: self.limits.max_awaiting_pubrel,
-            topic_alias_maximum: 0,
+            topic_alias_maximum: self.mqtt.topic_alias_maximum,
+            max_qos: self.mqtt.max_qos(),
+            retain_available: self.mqtt.retain_available,
+            validate_utf8_payload: self.mqtt.validate_utf8_payloads,
+            outbound_topic_aliases: self.mqtt.outbound_topic_aliases,
         }
     }
 

@@ -8,16 +8,19 @@
 //! - [`listener`]: the accept loop.
 //! - [`connection`]: one task per client (CONNECT handshake, run loop, teardown).
 //! - [`broker`]: state shared by all connections; [`routing`] is its publish/subscribe path.
-//! - [`registry`]: sessions by client id and takeover between connections.
+//! - [`registry`]: sessions by client id and takeover between connections;
+//!   [`lifecycle`]: parking, expiry, delayed wills, and the end of a session.
 //! - [`mailbox`]: a session's bounded outbox plus its wake-up.
 //! - [`metrics`]: the counters.
 
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod lifecycle;
 pub mod listener;
 pub mod mailbox;
 pub mod metrics;
+pub mod mqtt_settings;
 pub mod registry;
 pub mod routing;
 pub mod server;

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub dropped_queue_full: AtomicU64,
     /// QoS 0 deliveries dropped because the session was offline.
     pub dropped_offline_qos0: AtomicU64,
+    /// Deliveries dropped because the message expired before it could be sent.
+    pub dropped_expired: AtomicU64,
+    /// Deliveries dropped because they exceed the client's Maximum Packet Size.
+    pub dropped_too_large: AtomicU64,
     /// Connections closed for a protocol violation or malformed packet.
     pub protocol_errors: AtomicU64,
     /// Connections closed because CONNECT did not arrive in time.
@@ -38,6 +42,8 @@ impl Default for Metrics {
             messages_sent: AtomicU64::new(0),
             dropped_queue_full: AtomicU64::new(0),
             dropped_offline_qos0: AtomicU64::new(0),
+            dropped_expired: AtomicU64::new(0),
+            dropped_too_large: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             connect_timeouts: AtomicU64::new(0),
             keep_alive_timeouts: AtomicU64::new(0),

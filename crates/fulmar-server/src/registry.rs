@@ -23,8 +23,20 @@ pub struct DetachedSession {
     pub session: Session,
     /// Its outbox (router entries point to it).
     pub mailbox: Arc<Mailbox>,
-    /// Whether it outlives its connection (3.1.1 clean session 0; MQTT 5 expiry > 0).
-    pub persistent: bool,
+    /// Session Expiry Interval in seconds: 0 ends the session with its connection,
+    /// `u32::MAX` never expires (3.1.1 clean session 0).
+    pub expiry_secs: u32,
+    /// An MQTT 5 will whose delay had not passed when the connection ended; published when
+    /// the delay passes or the session ends, cancelled when the session resumes
+    /// [MQTT-3.1.3-9].
+    pub pending_will: Option<fulmar_proto::Will>,
+}
+
+impl DetachedSession {
+    /// Whether the session outlives its connection.
+    pub fn is_persistent(&self) -> bool {
+        self.expiry_secs > 0
+    }
 }
 
 /// A request to the owning connection to close and hand its session over.
@@ -52,6 +64,18 @@ pub struct SlotState {
     pub owner: Option<Owner>,
     /// A persistent session with no connection.
     pub detached: Option<DetachedSession>,
+    /// Timers of the parked session (expiry, delayed will); aborted when it is taken.
+    pub timers: Vec<tokio::task::AbortHandle>,
+}
+
+impl SlotState {
+    /// Takes the parked session, cancelling its timers.
+    pub fn take_detached(&mut self) -> Option<DetachedSession> {
+        for timer in self.timers.drain(..) {
+            timer.abort();
+        }
+        self.detached.take()
+    }
 }
 
 /// The per-client-id slot: an async mutex, because it is held while a kicked owner hands
@@ -74,6 +98,21 @@ impl Registry {
         let slot = Arc::new(Slot::default());
         slots.insert(client_id.to_string(), Arc::clone(&slot));
         slot
+    }
+
+    /// Locks the live slot for `client_id`; a slot removed while we waited is looked up
+    /// again, so the returned one is always the registered one.
+    pub async fn lock(
+        &self,
+        client_id: &str,
+    ) -> (Arc<Slot>, tokio::sync::OwnedMutexGuard<SlotState>) {
+        loop {
+            let slot = self.slot(client_id);
+            let state = Arc::clone(&slot).lock_owned().await;
+            if !state.removed {
+                return (slot, state);
+            }
+        }
     }
 
     /// Removes `slot` from the map if it is still the one registered for `client_id`, and

@@ -3,9 +3,10 @@
 //! blocks on a slow subscriber.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use fulmar_core::{Delivery, Message, PushOutcome, Session, SessionKey};
-use fulmar_proto::{ReasonCode, RetainHandling, Subscribe, TopicFilter};
+use fulmar_core::{Delivery, Message, ProtocolError, PushOutcome, Session, SessionKey};
+use fulmar_proto::{ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, TopicFilter};
 use smallvec::SmallVec;
 
 use crate::broker::{Broker, Subscriber};
@@ -72,19 +73,39 @@ impl Broker {
         mailbox: &Arc<Mailbox>,
         session: &mut Session,
         subscribe: &Subscribe,
-    ) -> Vec<ReasonCode> {
+    ) -> Result<Vec<ReasonCode>, ProtocolError> {
+        let settings = &self.config().mqtt;
         let subscription_id = subscribe
             .properties
             .subscription_identifiers
             .first()
             .copied();
+        if subscription_id.is_some() && !settings.subscription_identifiers {
+            return Err(ProtocolError::SubscriptionIdentifiersNotSupported);
+        }
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
-        for (filter, options) in &subscribe.filters {
-            let existed = session.add_subscription(filter.clone(), *options);
+        for (filter, requested) in &subscribe.filters {
+            let shared = filter.shared().is_some();
+            // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+            if shared && requested.no_local {
+                return Err(ProtocolError::UnexpectedPacket(
+                    "SUBSCRIBE with No Local on a shared subscription",
+                ));
+            }
+            if let Some(refusal) = self.refusal(filter, shared) {
+                reasons.push(refusal);
+                continue;
+            }
+            let options = SubscriptionOptions {
+                qos: requested.qos.min(settings.max_qos()),
+                ..*requested
+            };
+            let existed = session.add_subscription(filter.clone(), options);
             let subscriber = Subscriber {
                 mailbox: Arc::clone(mailbox),
-                options: *options,
+                options,
                 subscription_id,
+                shared_filter: shared.then(|| Arc::from(filter.as_str())),
             };
             // [MQTT-3.8.4-3] a subscription with the same filter replaces the old one.
             self.subscriptions
@@ -96,15 +117,32 @@ impl Broker {
                 RetainHandling::DoNotSend => false,
             };
             // MQTT 5 §4.8.2: no retained messages for shared subscriptions.
-            if send_retained && filter.shared().is_none() {
+            if send_retained && !shared {
                 self.queue_retained(filter, options.qos, subscription_id, mailbox);
             }
             reasons.push(ReasonCode::granted(options.qos));
         }
-        reasons
+        Ok(reasons)
     }
 
-    /// [MQTT-3.3.1-8] retained messages matching a new subscription are sent with RETAIN set.
+    /// The SUBACK refusal for a filter the configuration does not allow, if any.
+    fn refusal(&self, filter: &TopicFilter, shared: bool) -> Option<ReasonCode> {
+        let settings = &self.config().mqtt;
+        if shared && !settings.shared_subscriptions {
+            return Some(ReasonCode::SharedSubscriptionsNotSupported);
+        }
+        let wildcard = filter
+            .as_str()
+            .split('/')
+            .any(|level| level == "+" || level == "#");
+        if wildcard && !settings.wildcard_subscriptions {
+            return Some(ReasonCode::WildcardSubscriptionsNotSupported);
+        }
+        None
+    }
+
+    /// [MQTT-3.3.1-8] retained messages matching a new subscription are sent with RETAIN set;
+    /// expired ones are not sent [MQTT-3.3.2-5].
     fn queue_retained(
         &self,
         filter: &TopicFilter,
@@ -112,11 +150,14 @@ impl Broker {
         subscription_id: Option<u32>,
         mailbox: &Mailbox,
     ) {
+        let now = Instant::now();
         let mut matching: Vec<Arc<Message>> = Vec::new();
         self.retained
             .read()
             .for_each_matching(filter.as_str(), |_, message| {
-                matching.push(Arc::clone(message))
+                if !message.is_expired(now) {
+                    matching.push(Arc::clone(message));
+                }
             });
         for message in matching {
             let qos = message.qos.min(granted);
@@ -148,15 +189,45 @@ impl Broker {
             .collect()
     }
 
-    /// Ends a session for good: its subscriptions leave the router and its queue is emptied.
-    pub fn discard_session(&self, key: SessionKey, session: &Session, mailbox: &Mailbox) {
+    /// Sends `delivery`, chosen for a shared subscription whose member `leaving` ended
+    /// without acknowledging it, to another member of the same group, if there is one.
+    pub(crate) fn redeliver_shared(&self, leaving: SessionKey, delivery: Delivery) -> bool {
+        let Some(shared_filter) = delivery.shared_filter.clone() else {
+            return false;
+        };
+        let mut chosen: Option<Arc<Mailbox>> = None;
         {
-            let mut tree = self.subscriptions.write();
-            for filter in session.subscriptions().keys() {
-                tree.remove(filter.as_str(), key);
-            }
+            let tree = self.subscriptions.read();
+            let topic = delivery.message.topic.as_str();
+            tree.for_each_match_picking(
+                topic,
+                |_, members| {
+                    let same_group = members
+                        .first()
+                        .is_some_and(|(_, s)| s.shared_filter.as_deref() == Some(&*shared_filter));
+                    if !same_group {
+                        return None;
+                    }
+                    members.iter().position(|(key, _)| *key != leaving)
+                },
+                |key, subscriber| {
+                    if key != leaving
+                        && subscriber.shared_filter.as_deref() == Some(&*shared_filter)
+                    {
+                        chosen = Some(Arc::clone(&subscriber.mailbox));
+                    }
+                },
+            );
         }
-        mailbox.with(|outbox| outbox.clear());
+        match chosen {
+            Some(mailbox) => {
+                let mut delivery = delivery;
+                delivery.retain = false;
+                self.push_delivery(&mailbox, delivery);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -170,6 +241,7 @@ fn target_for(message: &Arc<Message>, key: SessionKey, subscriber: &Subscriber) 
     let retain = options.retain_as_published && message.retain;
     let mut delivery = Delivery::new(Arc::clone(message), message.qos.min(options.qos), retain);
     delivery.subscription_ids.extend(subscriber.subscription_id);
+    delivery.shared_filter = subscriber.shared_filter.clone();
     Some(Target {
         key,
         delivery,
@@ -177,17 +249,24 @@ fn target_for(message: &Arc<Message>, key: SessionKey, subscriber: &Subscriber) 
     })
 }
 
-/// [MQTT-3.3.5-1] a client with several matching subscriptions gets the message once, at
-/// the highest QoS among them, carrying every subscription identifier (MQTT 5 §3.3.4).
+/// [MQTT-3.3.5-1] a client with several matching non-shared subscriptions gets the message
+/// once, at the highest QoS among them, carrying every subscription identifier (MQTT 5
+/// §3.3.4). Shared subscriptions are separate deliveries (MQTT 5 §4.8.2).
 fn merge_overlapping(mut targets: SmallVec<[Target; 8]>) -> SmallVec<[Target; 8]> {
     if targets.len() < 2 {
         return targets;
     }
-    targets.sort_unstable_by_key(|t| t.key);
+    targets.sort_unstable_by(|a, b| {
+        (a.key, &a.delivery.shared_filter).cmp(&(b.key, &b.delivery.shared_filter))
+    });
     let mut merged: SmallVec<[Target; 8]> = SmallVec::with_capacity(targets.len());
     for target in targets {
         match merged.last_mut() {
-            Some(last) if last.key == target.key => {
+            Some(last)
+                if last.key == target.key
+                    && last.delivery.shared_filter.is_none()
+                    && target.delivery.shared_filter.is_none() =>
+            {
                 last.delivery.qos = last.delivery.qos.max(target.delivery.qos);
                 last.delivery.retain |= target.delivery.retain;
                 last.delivery

@@ -117,6 +117,22 @@ impl Inflight {
         }
     }
 
+    /// Drops the exchanges whose PUBLISH would be re-sent but whose message has expired
+    /// [MQTT-3.3.2-5]; exchanges past PUBREC only need PUBREL and stay.
+    pub fn drop_expired(&mut self, now: std::time::Instant) {
+        self.entries.retain(|e| {
+            e.delivery
+                .as_ref()
+                .is_none_or(|d| !d.message.is_expired(now))
+        });
+    }
+
+    /// Removes every exchange, returning the messages that were never acknowledged (those
+    /// past PUBREC are the client's already and are not returned).
+    pub fn take_unacknowledged(&mut self) -> Vec<Delivery> {
+        self.entries.drain(..).filter_map(|e| e.delivery).collect()
+    }
+
     /// Open exchanges in send order.
     pub fn iter(&self) -> impl Iterator<Item = &InflightEntry> {
         self.entries.iter()
@@ -141,6 +157,7 @@ mod tests {
                 retain: false,
                 properties: fulmar_proto::Properties::default(),
                 origin: None,
+                expires_at: None,
             };
             Delivery::new(
                 std::sync::Arc::new(message),

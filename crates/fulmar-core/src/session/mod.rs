@@ -4,12 +4,15 @@
 //! answers with [`Event`]s for the server to carry out (route a message, subscribe, …) and
 //! queues the protocol's own replies (PUBACK, PUBREC, PUBCOMP, PINGRESP, PUBREL) for
 //! [`Session::poll_transmit`]. Outbound messages enter through [`Session::deliver`], which
-//! assigns packet ids and tracks the inflight window.
+//! checks expiry and the client's Maximum Packet Size, applies topic aliases, assigns packet
+//! ids and tracks the inflight window.
 //!
 //! A session outlives its connection when it is persistent: [`Session::attach`] binds it to
 //! a new connection and queues the redelivery of every open exchange.
 
+mod inbound;
 mod inflight;
+mod outbound;
 #[cfg(test)]
 mod tests;
 
@@ -23,11 +26,11 @@ use fulmar_proto::{
 };
 
 use crate::error::ProtocolError;
-use crate::message::Delivery;
 use inflight::Inflight;
 pub use inflight::{InflightEntry, OutboundState};
+pub use outbound::{build_publish, Outbound};
 
-/// Per-session limits, from the broker's configuration.
+/// Per-session limits and server policy, from the broker's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLimits {
     /// Outbound QoS 1/2 PUBLISHes sent and not yet acknowledged (1..=65535).
@@ -36,6 +39,14 @@ pub struct SessionLimits {
     pub max_inbound_qos2: u16,
     /// Highest MQTT 5 topic alias the client may use (0: none).
     pub topic_alias_maximum: u16,
+    /// Highest QoS the server accepts in PUBLISH (MQTT 5 Maximum QoS).
+    pub max_qos: QoS,
+    /// Whether retained messages are accepted (MQTT 5 Retain Available).
+    pub retain_available: bool,
+    /// Check that payloads marked UTF-8 (Payload Format Indicator 1) are UTF-8.
+    pub validate_utf8_payload: bool,
+    /// Use topic aliases towards clients that accept them.
+    pub outbound_topic_aliases: bool,
 }
 
 impl Default for SessionLimits {
@@ -44,6 +55,42 @@ impl Default for SessionLimits {
             max_inflight: 32,
             max_inbound_qos2: 1024,
             topic_alias_maximum: 0,
+            max_qos: QoS::ExactlyOnce,
+            retain_available: true,
+            validate_utf8_payload: false,
+            outbound_topic_aliases: false,
+        }
+    }
+}
+
+/// What an MQTT 5 client said in CONNECT about what it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCapabilities {
+    /// Receive Maximum: QoS 1/2 PUBLISHes it accepts unacknowledged.
+    pub receive_maximum: u16,
+    /// Topic Alias Maximum: aliases the server may use towards it.
+    pub topic_alias_maximum: u16,
+    /// Maximum Packet Size it accepts.
+    pub maximum_packet_size: Option<u32>,
+}
+
+impl Default for ClientCapabilities {
+    fn default() -> Self {
+        ClientCapabilities {
+            receive_maximum: u16::MAX,
+            topic_alias_maximum: 0,
+            maximum_packet_size: None,
+        }
+    }
+}
+
+impl ClientCapabilities {
+    /// Reads the capabilities from CONNECT properties (absent ones take the spec defaults).
+    pub fn from_connect(properties: &Properties) -> Self {
+        ClientCapabilities {
+            receive_maximum: properties.receive_maximum.unwrap_or(u16::MAX).max(1),
+            topic_alias_maximum: properties.topic_alias_maximum.unwrap_or(0),
+            maximum_packet_size: properties.maximum_packet_size,
         }
     }
 }
@@ -51,11 +98,12 @@ impl Default for SessionLimits {
 /// What the server must do after a packet was handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Route this message (topic resolved; already acknowledged per its QoS flow).
+    /// Route this message (topic resolved, checks passed). For QoS 1/2 the server must then
+    /// call [`Session::acknowledge_publish`] with the outcome, which queues PUBACK/PUBREC.
     Publish(Publish),
-    /// Apply the subscriptions, then send SUBACK.
+    /// Apply the subscriptions, then queue SUBACK.
     Subscribe(Subscribe),
-    /// Remove the subscriptions, then send UNSUBACK.
+    /// Remove the subscriptions, then queue UNSUBACK.
     Unsubscribe(Unsubscribe),
     /// The client disconnects cleanly.
     Disconnect(Disconnect),
@@ -68,7 +116,8 @@ pub enum Event {
 /// # Invariants
 /// - `inflight.len() <= outbound window` once the caller respects [`Session::outbound_window`].
 /// - `inbound_qos2.len() <= limits.max_inbound_qos2`.
-/// - `transmit` only holds replies for the current connection; [`Session::attach`] clears it.
+/// - `transmit` and the alias maps belong to the current connection; [`Session::attach`]
+///   resets them.
 #[derive(Debug)]
 pub struct Session {
     client_id: String,
@@ -77,14 +126,15 @@ pub struct Session {
     keep_alive_grace: Option<Duration>,
     last_received: Instant,
     limits: SessionLimits,
-    /// The client's Receive Maximum (MQTT 5; 65535 when absent).
-    client_receive_maximum: u16,
+    client: ClientCapabilities,
     inflight: Inflight,
     /// [MQTT-4.3.3-2] inbound QoS 2 ids received and not yet released: a re-sent PUBLISH
     /// with one of these ids is acknowledged but not delivered again.
     inbound_qos2: HashSet<PacketId>,
     /// MQTT 5 topic aliases the client set on this connection.
     inbound_aliases: HashMap<u16, TopicName>,
+    /// MQTT 5 topic aliases the server set towards the client on this connection.
+    outbound_aliases: HashMap<TopicName, u16>,
     subscriptions: HashMap<TopicFilter, SubscriptionOptions>,
     transmit: VecDeque<Packet>,
 }
@@ -104,10 +154,11 @@ impl Session {
             keep_alive_grace: grace(keep_alive_secs),
             last_received: now,
             limits,
-            client_receive_maximum: u16::MAX,
+            client: ClientCapabilities::default(),
             inflight: Inflight::default(),
             inbound_qos2: HashSet::new(),
             inbound_aliases: HashMap::new(),
+            outbound_aliases: HashMap::new(),
             subscriptions: HashMap::new(),
             transmit: VecDeque::new(),
         }
@@ -116,6 +167,7 @@ impl Session {
     /// Binds a resumed session to a new connection and queues the redelivery of open
     /// exchanges, in their original order, before any new message [MQTT-4.4.0-1]: PUBLISH
     /// with DUP for those awaiting PUBACK/PUBREC, PUBREL for those awaiting PUBCOMP.
+    /// Messages that expired meanwhile are dropped instead [MQTT-3.3.2-5].
     pub fn attach(
         &mut self,
         version: ProtocolVersion,
@@ -127,27 +179,30 @@ impl Session {
         self.keep_alive_grace = grace(keep_alive_secs);
         self.last_received = now;
         self.limits = limits;
-        self.client_receive_maximum = u16::MAX;
+        self.client = ClientCapabilities::default();
         self.inbound_aliases.clear();
+        self.outbound_aliases.clear();
         self.transmit.clear();
+        self.inflight.drop_expired(now);
         let version = self.version;
         for entry in self.inflight.iter() {
-            let packet = match (&entry.delivery, entry.state) {
-                (Some(delivery), _) => Packet::Publish(build_publish(
+            let packet = match &entry.delivery {
+                Some(delivery) => Packet::Publish(build_publish(
                     delivery,
                     Some(entry.packet_id),
                     true,
                     version,
+                    now,
                 )),
-                (None, _) => Packet::PubRel(ack(entry.packet_id, ReasonCode::Success)),
+                None => Packet::PubRel(ack(entry.packet_id, ReasonCode::Success)),
             };
             self.transmit.push_back(packet);
         }
     }
 
-    /// Sets the client's MQTT 5 Receive Maximum from its CONNECT properties.
-    pub fn set_client_receive_maximum(&mut self, receive_maximum: u16) {
-        self.client_receive_maximum = receive_maximum.max(1);
+    /// Applies what an MQTT 5 client said it accepts (CONNECT properties).
+    pub fn set_client_capabilities(&mut self, client: ClientCapabilities) {
+        self.client = client;
     }
 
     /// The client identifier.
@@ -158,6 +213,11 @@ impl Session {
     /// The protocol version of the current (or last) connection.
     pub fn version(&self) -> ProtocolVersion {
         self.version
+    }
+
+    /// The limits the session runs with.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.limits
     }
 
     /// The subscriptions this session holds, by filter.
@@ -175,6 +235,11 @@ impl Session {
         self.subscriptions.remove(filter).is_some()
     }
 
+    /// Replaces the keep-alive (e.g. with the MQTT 5 Server Keep Alive the server imposed).
+    pub fn set_keep_alive(&mut self, keep_alive_secs: u16) {
+        self.keep_alive_grace = grace(keep_alive_secs);
+    }
+
     /// When the connection must be closed if no packet arrives before it.
     pub fn keep_alive_deadline(&self) -> Option<Instant> {
         self.keep_alive_grace
@@ -186,41 +251,6 @@ impl Session {
         match self.keep_alive_deadline() {
             Some(deadline) if now >= deadline => Err(ProtocolError::KeepAliveTimeout),
             _ => Ok(()),
-        }
-    }
-
-    /// How many more QoS 1/2 deliveries may be sent now.
-    pub fn outbound_window(&self) -> usize {
-        let limit = self.limits.max_inflight.min(self.client_receive_maximum);
-        usize::from(limit).saturating_sub(self.inflight.len())
-    }
-
-    /// Number of outbound exchanges open.
-    pub fn inflight_len(&self) -> usize {
-        self.inflight.len()
-    }
-
-    /// Open outbound exchanges in send order (for persistence and inspection).
-    pub fn inflight(&self) -> impl Iterator<Item = &InflightEntry> {
-        self.inflight.iter()
-    }
-
-    /// Turns a delivery into the PUBLISH to send, opening an inflight exchange for QoS 1/2.
-    /// The caller sends QoS 1/2 only while [`Session::outbound_window`] is non-zero.
-    pub fn deliver(&mut self, delivery: Delivery) -> Publish {
-        let state = match delivery.qos {
-            QoS::AtMostOnce => {
-                return build_publish(&delivery, None, false, self.version);
-            }
-            QoS::AtLeastOnce => OutboundState::AwaitingPubAck,
-            QoS::ExactlyOnce => OutboundState::AwaitingPubRec,
-        };
-        debug_assert!(self.outbound_window() > 0, "caller must respect the window");
-        let publish_without_id = build_publish(&delivery, None, false, self.version);
-        let packet_id = self.inflight.start(delivery, state);
-        Publish {
-            packet_id: Some(packet_id),
-            ..publish_without_id
         }
     }
 
@@ -250,16 +280,7 @@ impl Session {
                 Ok(None)
             }
             Packet::PubRel(rel) => {
-                // [MQTT-4.3.3-2] release the id; reply PUBCOMP even for an unknown id so a
-                // client that lost our PUBCOMP can finish.
-                let known = self.inbound_qos2.remove(&rel.packet_id);
-                let reason = if known || !self.version.is_v5() {
-                    ReasonCode::Success
-                } else {
-                    ReasonCode::PacketIdentifierNotFound
-                };
-                self.transmit
-                    .push_back(Packet::PubComp(ack(rel.packet_id, reason)));
+                self.handle_pubrel(rel);
                 Ok(None)
             }
             Packet::PubComp(comp) => {
@@ -279,71 +300,6 @@ impl Session {
             other => Err(ProtocolError::UnexpectedPacket(other.kind_name())),
         }
     }
-
-    fn handle_publish(&mut self, mut publish: Publish) -> Result<Option<Event>, ProtocolError> {
-        self.resolve_topic_alias(&mut publish)?;
-        match (publish.qos, publish.packet_id) {
-            (QoS::AtMostOnce, _) | (_, None) => Ok(Some(Event::Publish(publish))),
-            (QoS::AtLeastOnce, Some(packet_id)) => {
-                self.transmit
-                    .push_back(Packet::PubAck(ack(packet_id, ReasonCode::Success)));
-                Ok(Some(Event::Publish(publish)))
-            }
-            (QoS::ExactlyOnce, Some(packet_id)) => {
-                let first_time = if self.inbound_qos2.contains(&packet_id) {
-                    false
-                } else if self.inbound_qos2.len() >= usize::from(self.limits.max_inbound_qos2) {
-                    return Err(ProtocolError::ReceiveMaximumExceeded(
-                        self.inbound_qos2.len(),
-                    ));
-                } else {
-                    self.inbound_qos2.insert(packet_id);
-                    true
-                };
-                self.transmit
-                    .push_back(Packet::PubRec(ack(packet_id, ReasonCode::Success)));
-                // [MQTT-4.3.3-2] deliver on first receipt only, until PUBREL.
-                Ok(first_time.then_some(Event::Publish(publish)))
-            }
-        }
-    }
-
-    /// [MQTT-3.3.2-8..12] resolves an MQTT 5 topic alias and strips it from the properties,
-    /// since an alias is only meaningful on the connection that set it.
-    fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), ProtocolError> {
-        let Some(alias) = publish.properties.topic_alias.take() else {
-            return Ok(());
-        };
-        if alias == 0 || alias > self.limits.topic_alias_maximum {
-            return Err(ProtocolError::TopicAliasInvalid(alias));
-        }
-        if publish.topic.is_empty() {
-            match self.inbound_aliases.get(&alias) {
-                Some(topic) => publish.topic = topic.clone(),
-                None => return Err(ProtocolError::TopicAliasInvalid(alias)),
-            }
-        } else {
-            self.inbound_aliases.insert(alias, publish.topic.clone());
-        }
-        Ok(())
-    }
-
-    fn handle_pubrec(&mut self, rec: Ack) {
-        if self.version.is_v5() && rec.reason.is_error() {
-            // MQTT 5 §4.3.3: an error PUBREC ends the exchange; no PUBREL.
-            self.inflight
-                .complete(rec.packet_id, OutboundState::AwaitingPubRec);
-            return;
-        }
-        let known = self.inflight.received(rec.packet_id);
-        let reason = if known || !self.version.is_v5() {
-            ReasonCode::Success
-        } else {
-            ReasonCode::PacketIdentifierNotFound
-        };
-        self.transmit
-            .push_back(Packet::PubRel(ack(rec.packet_id, reason)));
-    }
 }
 
 fn grace(keep_alive_secs: u16) -> Option<Duration> {
@@ -355,33 +311,5 @@ fn ack(packet_id: PacketId, reason: ReasonCode) -> Ack {
         packet_id,
         reason,
         properties: Properties::default(),
-    }
-}
-
-/// The PUBLISH a recipient gets for `delivery`: shared topic and payload, per-recipient flags.
-/// MQTT 5 properties are forwarded only to MQTT 5 clients, with this recipient's
-/// subscription identifiers [MQTT-3.3.4-3].
-pub fn build_publish(
-    delivery: &Delivery,
-    packet_id: Option<PacketId>,
-    dup: bool,
-    version: ProtocolVersion,
-) -> Publish {
-    let message = &delivery.message;
-    let properties = if version.is_v5() {
-        let mut properties = message.properties.clone();
-        properties.subscription_identifiers = delivery.subscription_ids.to_vec();
-        properties
-    } else {
-        Properties::default()
-    };
-    Publish {
-        dup,
-        qos: delivery.qos,
-        retain: delivery.retain,
-        topic: message.topic.clone(),
-        packet_id,
-        properties,
-        payload: message.payload.clone(),
     }
 }

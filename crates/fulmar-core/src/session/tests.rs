@@ -9,7 +9,7 @@ use fulmar_proto::{
     TopicName,
 };
 
-use super::{Event, Session, SessionLimits};
+use super::{ClientCapabilities, Event, Outbound, Session, SessionLimits};
 use crate::error::ProtocolError;
 use crate::message::{Delivery, Message};
 
@@ -55,8 +55,16 @@ fn delivery(qos: QoS, payload: &'static [u8]) -> Delivery {
         retain: false,
         properties: Properties::default(),
         origin: None,
+        expires_at: None,
     };
     Delivery::new(Arc::new(message), qos, false)
+}
+
+fn send(session: &mut Session, delivery: Delivery, now: Instant) -> Publish {
+    match session.deliver(delivery, now) {
+        Outbound::Send(publish) => publish,
+        other => panic!("expected a PUBLISH to send, got {other:?}"),
+    }
 }
 
 fn drain(session: &mut Session) -> Vec<Packet> {
@@ -102,7 +110,15 @@ fn qos1_publish_is_routed_and_acknowledged() {
             t0,
         )
         .unwrap();
-    assert!(matches!(event, Some(Event::Publish(_))));
+    let Some(Event::Publish(routed)) = event else {
+        panic!("expected a routed publish")
+    };
+    assert_eq!(
+        drain(&mut s),
+        vec![],
+        "PUBACK waits for the routing outcome"
+    );
+    s.acknowledge_publish(&routed, ReasonCode::Success);
     assert_eq!(drain(&mut s), vec![Packet::PubAck(ack(5))]);
 }
 
@@ -116,7 +132,10 @@ fn qos2_is_delivered_once_when_publish_is_resent_before_pubrel() {
             t0,
         )
         .unwrap();
-    assert!(matches!(first, Some(Event::Publish(_))));
+    let Some(Event::Publish(routed)) = first else {
+        panic!("expected a routed publish")
+    };
+    s.acknowledge_publish(&routed, ReasonCode::Success);
     let again = s
         .handle(
             Packet::Publish(publish(QoS::ExactlyOnce, Some(7), true)),
@@ -179,11 +198,11 @@ fn outbound_qos1_uses_the_window_and_puback_frees_it() {
     };
     let mut s = Session::new("c".into(), ProtocolVersion::V3_1_1, 0, limits, t0);
     assert_eq!(s.outbound_window(), 2);
-    let p1 = s.deliver(delivery(QoS::AtLeastOnce, b"1"));
-    let p2 = s.deliver(delivery(QoS::AtLeastOnce, b"2"));
+    let p1 = send(&mut s, delivery(QoS::AtLeastOnce, b"1"), t0);
+    let p2 = send(&mut s, delivery(QoS::AtLeastOnce, b"2"), t0);
     assert_eq!((p1.packet_id, p2.packet_id), (Some(pid(1)), Some(pid(2))));
     assert_eq!(s.outbound_window(), 0);
-    let p0 = s.deliver(delivery(QoS::AtMostOnce, b"0"));
+    let p0 = send(&mut s, delivery(QoS::AtMostOnce, b"0"), t0);
     assert_eq!(p0.packet_id, None, "QoS 0 needs no window");
     s.handle(Packet::PubAck(ack(1)), t0).unwrap();
     assert_eq!(s.outbound_window(), 1);
@@ -193,7 +212,7 @@ fn outbound_qos1_uses_the_window_and_puback_frees_it() {
 fn outbound_qos2_flow_sends_pubrel_and_completes_on_pubcomp() {
     let t0 = Instant::now();
     let mut s = session(ProtocolVersion::V3_1_1, 0, t0);
-    let p = s.deliver(delivery(QoS::ExactlyOnce, b"x"));
+    let p = send(&mut s, delivery(QoS::ExactlyOnce, b"x"), t0);
     let id = p.packet_id.unwrap().get();
     s.handle(Packet::PubRec(ack(id)), t0).unwrap();
     assert_eq!(drain(&mut s), vec![Packet::PubRel(ack(id))]);
@@ -206,9 +225,9 @@ fn outbound_qos2_flow_sends_pubrel_and_completes_on_pubcomp() {
 fn resume_redelivers_open_exchanges_in_order_with_dup() {
     let t0 = Instant::now();
     let mut s = session(ProtocolVersion::V3_1_1, 0, t0);
-    s.deliver(delivery(QoS::AtLeastOnce, b"first"));
-    s.deliver(delivery(QoS::ExactlyOnce, b"second"));
-    s.deliver(delivery(QoS::ExactlyOnce, b"third"));
+    send(&mut s, delivery(QoS::AtLeastOnce, b"first"), t0);
+    send(&mut s, delivery(QoS::ExactlyOnce, b"second"), t0);
+    send(&mut s, delivery(QoS::ExactlyOnce, b"third"), t0);
     s.handle(Packet::PubRec(ack(3)), t0).unwrap();
     drain(&mut s);
     s.attach(
@@ -295,4 +314,161 @@ fn topic_alias_is_resolved_and_stripped() {
         s.handle(Packet::Publish(unknown), t0),
         Err(ProtocolError::TopicAliasInvalid(3))
     );
+}
+
+#[test]
+fn publish_above_maximum_qos_is_refused_with_0x9b() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        max_qos: QoS::AtLeastOnce,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let err = s
+        .handle(
+            Packet::Publish(publish(QoS::ExactlyOnce, Some(1), false)),
+            t0,
+        )
+        .unwrap_err();
+    assert_eq!(err.reason_code(), ReasonCode::QoSNotSupported);
+}
+
+#[test]
+fn retain_when_not_available_is_refused_with_0x9a() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        retain_available: false,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut p = publish(QoS::AtMostOnce, None, false);
+    p.retain = true;
+    let err = s.handle(Packet::Publish(p), t0).unwrap_err();
+    assert_eq!(err.reason_code(), ReasonCode::RetainNotSupported);
+}
+
+#[test]
+fn invalid_utf8_payload_marked_utf8_gets_puback_0x99_and_is_not_routed() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        validate_utf8_payload: true,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut p = publish(QoS::AtLeastOnce, Some(9), false);
+    p.properties.payload_format_indicator = Some(1);
+    p.payload = Bytes::from_static(&[0xff, 0xfe]);
+    assert_eq!(s.handle(Packet::Publish(p), t0).unwrap(), None);
+    let expected = Ack {
+        packet_id: pid(9),
+        reason: ReasonCode::PayloadFormatInvalid,
+        properties: Properties::default(),
+    };
+    assert_eq!(drain(&mut s), vec![Packet::PubAck(expected)]);
+}
+
+#[test]
+fn error_pubrec_releases_the_inbound_id() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V5, 0, t0);
+    let event = s
+        .handle(
+            Packet::Publish(publish(QoS::ExactlyOnce, Some(4), false)),
+            t0,
+        )
+        .unwrap();
+    let Some(Event::Publish(routed)) = event else {
+        panic!("expected a routed publish")
+    };
+    s.acknowledge_publish(&routed, ReasonCode::NotAuthorized);
+    // The id is free again: the same id is a new message.
+    let again = s
+        .handle(
+            Packet::Publish(publish(QoS::ExactlyOnce, Some(4), false)),
+            t0,
+        )
+        .unwrap();
+    assert!(matches!(again, Some(Event::Publish(_))));
+}
+
+#[test]
+fn expired_message_is_not_delivered_and_remaining_expiry_is_forwarded() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V5, 0, t0);
+    let mut message = Message {
+        topic: TopicName::new("x").unwrap(),
+        payload: Bytes::from_static(b"p"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+        origin: None,
+        expires_at: Some(t0 + Duration::from_secs(10)),
+    };
+    message.properties.message_expiry_interval = Some(10);
+    let message = Arc::new(message);
+    let at_4s = send(
+        &mut s,
+        Delivery::new(Arc::clone(&message), QoS::AtMostOnce, false),
+        t0 + Duration::from_secs(4),
+    );
+    assert_eq!(at_4s.properties.message_expiry_interval, Some(6));
+    assert_eq!(
+        s.deliver(
+            Delivery::new(message, QoS::AtMostOnce, false),
+            t0 + Duration::from_secs(10)
+        ),
+        Outbound::Expired
+    );
+}
+
+#[test]
+fn message_larger_than_client_maximum_packet_size_is_dropped_without_using_a_packet_id() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V5, 0, t0);
+    s.set_client_capabilities(ClientCapabilities {
+        maximum_packet_size: Some(20),
+        ..ClientCapabilities::default()
+    });
+    let big = delivery(QoS::AtLeastOnce, &[0u8; 64]);
+    assert_eq!(s.deliver(big, t0), Outbound::TooLarge);
+    assert_eq!(s.inflight_len(), 0);
+    let small = send(&mut s, delivery(QoS::AtLeastOnce, b"ok"), t0);
+    assert_eq!(small.packet_id, Some(pid(1)));
+}
+
+#[test]
+fn outbound_topic_alias_is_set_once_then_used_alone() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        outbound_topic_aliases: true,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    s.set_client_capabilities(ClientCapabilities {
+        topic_alias_maximum: 1,
+        ..ClientCapabilities::default()
+    });
+    let first = send(&mut s, delivery(QoS::AtMostOnce, b"1"), t0);
+    assert_eq!(
+        (first.topic.as_str(), first.properties.topic_alias),
+        ("x", Some(1))
+    );
+    let second = send(&mut s, delivery(QoS::AtMostOnce, b"2"), t0);
+    assert_eq!(
+        (second.topic.as_str(), second.properties.topic_alias),
+        ("", Some(1))
+    );
+}
+
+#[test]
+fn receive_maximum_of_the_client_bounds_the_window() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V5, 0, t0);
+    s.set_client_capabilities(ClientCapabilities {
+        receive_maximum: 1,
+        ..ClientCapabilities::default()
+    });
+    assert_eq!(s.outbound_window(), 1);
+    send(&mut s, delivery(QoS::AtLeastOnce, b"1"), t0);
+    assert_eq!(s.outbound_window(), 0);
 }

@@ -141,6 +141,15 @@ pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, E
     frame_len(body)
 }
 
+/// Exact encoded size of a PUBLISH, without building a [`Packet`] (Maximum Packet Size checks
+/// on the delivery path).
+pub fn publish_encoded_len(
+    publish: &Publish,
+    version: ProtocolVersion,
+) -> Result<usize, EncodeError> {
+    frame_len(publish.header_len(version)? + publish.payload.len())
+}
+
 /// Hot path: append a PUBLISH without building a [`Packet`] (no clone of topic or payload).
 pub fn encode_publish(
     publish: &Publish,

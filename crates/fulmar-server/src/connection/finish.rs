@@ -1,16 +1,17 @@
 //! The end of a connection: tell the client why (MQTT 5), publish the will when the spec
 //! says so, and hand the session on — to the connection that took it over, to the registry
-//! if it is persistent, or to nothing.
+//! if it is persistent, or to its end.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fulmar_core::{Message, ProtocolError};
+use fulmar_core::ProtocolError;
 use fulmar_proto::{Disconnect, Packet, Properties, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Connection, Exit, Io};
+use crate::lifecycle;
 use crate::metrics::bump;
 use crate::registry::DetachedSession;
 
@@ -24,9 +25,9 @@ impl Connection {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        // [MQTT-3.1.2-8] the will is published unless the client said DISCONNECT; not on a
-        // broker shutdown either (there is no one left to receive it).
-        let publish_will = match &exit {
+        // [MQTT-3.1.2-8] the will is published unless the client said DISCONNECT (MQTT 5:
+        // unless with 0x04); not on a broker shutdown either (no one is left to receive it).
+        let will_due = match &exit {
             Exit::ClientDisconnect { with_will } => *with_will,
             Exit::Shutdown => false,
             Exit::Closed | Exit::Violation(_) | Exit::TakenOver(_) => true,
@@ -43,22 +44,31 @@ impl Connection {
             io.flush_within(CLOSING_FLUSH).await;
             io.shutdown_within(CLOSING_FLUSH).await;
         }
-        if publish_will {
-            self.publish_will();
-        }
         self.mailbox.with(|outbox| outbox.set_online(false));
-        let kick_rx = self.kick_rx.take();
-        let detached = DetachedSession {
+        let will = self.will.take().filter(|_| will_due);
+        let mut detached = DetachedSession {
             key: self.key,
             session: self.session,
             mailbox: Arc::clone(&self.mailbox),
-            persistent: self.persistent,
+            expiry_secs: self.expiry_secs,
+            pending_will: None,
         };
+        if let Some(will) = will {
+            // MQTT 5 Will Delay: a persistent session keeps the will pending; otherwise it
+            // goes out now.
+            let delayed = will.properties.will_delay_interval.unwrap_or(0) > 0;
+            if delayed && detached.is_persistent() {
+                detached.pending_will = Some(will);
+            } else {
+                self.broker.publish_will(will);
+            }
+        }
         if let Exit::TakenOver(kick) = exit {
             let _ = kick.reply.send(detached);
             return;
         }
-        // Park or discard the session; a takeover that arrives meanwhile gets it instead.
+        // Park or end the session; a takeover that arrives meanwhile gets it instead.
+        let kick_rx = self.kick_rx.take();
         let kicked = async {
             match kick_rx {
                 Some(rx) => rx.await.ok(),
@@ -77,10 +87,10 @@ impl Connection {
                 if mine {
                     state.owner = None;
                 }
-                if mine && detached.persistent {
-                    state.detached = Some(detached);
+                if mine && detached.is_persistent() {
+                    lifecycle::park(&self.broker, &self.client_id, &self.slot, &mut state, detached);
                 } else {
-                    self.broker.discard_session(detached.key, &detached.session, &detached.mailbox);
+                    self.broker.end_session(detached);
                     if state.owner.is_none() && state.detached.is_none() && !state.removed {
                         self.broker.registry.remove(&self.client_id, &self.slot, &mut state);
                     }
@@ -116,18 +126,5 @@ impl Connection {
             }
             Exit::Shutdown => Some(ReasonCode::ServerShuttingDown),
         }
-    }
-
-    fn publish_will(&mut self) {
-        let Some(will) = self.will.take() else { return };
-        tracing::debug!(client_id = %self.client_id, topic = %will.topic, "publishing will");
-        self.broker.publish(Message {
-            topic: will.topic,
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain,
-            properties: will.properties,
-            origin: None,
-        });
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fulmar_core::{validate_connect, ConnectDecision, Session};
+use fulmar_core::{validate_connect, ClientCapabilities, ConnectDecision, Session};
 use fulmar_proto::{ConnAck, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
@@ -13,7 +13,7 @@ use super::io::Io;
 use super::Connection;
 use crate::broker::Broker;
 use crate::mailbox::Mailbox;
-use crate::registry::{DetachedSession, Kick, Owner, Slot, SlotState};
+use crate::registry::{DetachedSession, Kick, Owner, SlotState};
 
 /// How long a new connection waits for the previous owner of its client id to hand over.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,26 +43,33 @@ where
             return None;
         }
     };
+    // MQTT 5 §4.12: enhanced authentication with a method the server does not offer: 0x8C.
+    if let Some(method) = &connect.properties.authentication_method {
+        tracing::info!(%client_id, method, "unsupported authentication method; CONNACK 0x8C");
+        refuse(io, version, ReasonCode::BadAuthenticationMethod).await;
+        return None;
+    }
 
-    let persistent = match version {
-        ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0) > 0,
-        _ => !connect.clean_start,
-    };
-    let (slot, mut state) = lock_slot(broker, &client_id).await;
+    let settings = &broker.config().mqtt;
+    let requested_expiry = session_expiry_requested(&connect);
+    let expiry_secs = requested_expiry.min(settings.max_session_expiry_secs);
+    let (slot, mut state) = broker.registry.lock(&client_id).await;
     let previous = take_previous(&mut state).await;
     let limits = broker.config().session_limits();
     let now = Instant::now();
     let (detached, session_present) = match previous {
-        // [MQTT-3.2.2-2] resume: session present.
-        Some(mut prev) if !connect.clean_start && prev.persistent => {
+        // [MQTT-3.2.2-2] resume: session present; a pending delayed will is cancelled
+        // [MQTT-3.1.3-9].
+        Some(mut prev) if !connect.clean_start && prev.is_persistent() => {
             prev.session
                 .attach(version, connect.keep_alive, limits, now);
+            prev.pending_will = None;
             (prev, true)
         }
         other => {
-            // [MQTT-3.1.2-6] clean session discards any previous session.
+            // [MQTT-3.1.2-6] clean start discards any previous session, which ends here.
             if let Some(prev) = other {
-                broker.discard_session(prev.key, &prev.session, &prev.mailbox);
+                broker.end_session(prev);
             }
             let session = Session::new(client_id.clone(), version, connect.keep_alive, limits, now);
             let mailbox = Arc::new(Mailbox::new(
@@ -70,15 +77,14 @@ where
                 broker.config().queue_limits(),
             ));
             let key = broker.new_session_key();
-            (
-                DetachedSession {
-                    key,
-                    session,
-                    mailbox,
-                    persistent,
-                },
-                false,
-            )
+            let fresh = DetachedSession {
+                key,
+                session,
+                mailbox,
+                expiry_secs,
+                pending_will: None,
+            };
+            (fresh, false)
         }
     };
     let DetachedSession {
@@ -87,8 +93,12 @@ where
         mailbox,
         ..
     } = detached;
-    if let Some(receive_maximum) = connect.properties.receive_maximum {
-        session.set_client_receive_maximum(receive_maximum);
+    let server_keep_alive = settings.server_keep_alive(connect.keep_alive);
+    if let Some(keep_alive) = server_keep_alive {
+        session.set_keep_alive(keep_alive);
+    }
+    if version.is_v5() {
+        session.set_client_capabilities(ClientCapabilities::from_connect(&connect.properties));
     }
     mailbox.with(|outbox| outbox.set_online(true));
     let (kick_tx, kick_rx) = oneshot::channel();
@@ -99,8 +109,30 @@ where
     drop(state);
 
     let mut properties = Properties::default();
-    if assigned && version.is_v5() {
-        properties.assigned_client_identifier = Some(client_id.clone());
+    if version.is_v5() {
+        let limits = &broker.config().limits;
+        settings.advertise(
+            &mut properties,
+            limits.max_awaiting_pubrel,
+            limits.max_packet_size,
+        );
+        if assigned {
+            properties.assigned_client_identifier = Some(client_id.clone());
+        }
+        properties.server_keep_alive = server_keep_alive;
+        // MQTT 5 §3.2.2.3.2: tell the client when its Session Expiry Interval was lowered.
+        if expiry_secs != requested_expiry {
+            properties.session_expiry_interval = Some(expiry_secs);
+        }
+        if connect.properties.request_response_information == Some(1)
+            && !settings.response_information.is_empty()
+        {
+            properties.response_information = Some(
+                settings
+                    .response_information
+                    .replace("{client_id}", &client_id),
+            );
+        }
     }
     let connack = ConnAck {
         session_present,
@@ -118,7 +150,7 @@ where
         key,
         session,
         mailbox,
-        persistent,
+        expiry_secs,
         will: connect.will,
         slot,
         kick_rx: Some(kick_rx),
@@ -126,17 +158,13 @@ where
     })
 }
 
-/// Locks the live slot for `client_id` (a slot removed while we waited is looked up again).
-async fn lock_slot(
-    broker: &Broker,
-    client_id: &str,
-) -> (Arc<Slot>, tokio::sync::OwnedMutexGuard<SlotState>) {
-    loop {
-        let slot = broker.registry.slot(client_id);
-        let state = Arc::clone(&slot).lock_owned().await;
-        if !state.removed {
-            return (slot, state);
-        }
+/// The Session Expiry Interval the client asks for: MQTT 5 from its property (absent: 0);
+/// MQTT 3.1.1 clean session 0 means "never expires", clean session 1 means 0.
+fn session_expiry_requested(connect: &Connect) -> u32 {
+    match connect.protocol {
+        ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+        _ if connect.clean_start => 0,
+        _ => u32::MAX,
     }
 }
 
@@ -152,7 +180,7 @@ async fn take_previous(state: &mut SlotState) -> Option<DetachedSession> {
             }
         }
     }
-    state.detached.take()
+    state.take_detached()
 }
 
 /// Sends a refusing CONNACK and lets the caller close [MQTT-3.2.2-5].

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fulmar_core::{Delivery, Event, Message, ProtocolError, Session, SessionKey};
+use fulmar_core::{Delivery, Event, Message, Outbound, ProtocolError, Session, SessionKey};
 use fulmar_proto::{
     decode, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode, SubAck, UnsubAck, Will,
 };
@@ -58,7 +58,8 @@ pub struct Connection {
     key: SessionKey,
     session: Session,
     mailbox: Arc<Mailbox>,
-    persistent: bool,
+    /// Session Expiry Interval (seconds; `u32::MAX` never; 0 ends with the connection).
+    expiry_secs: u32,
     will: Option<Will>,
     slot: Arc<Slot>,
     kick_rx: Option<oneshot::Receiver<Kick>>,
@@ -201,7 +202,8 @@ impl Connection {
         while let Some(packet) = self.session.poll_transmit() {
             io.queue(&packet, self.version);
         }
-        let mut sent = 0u64;
+        let now = Instant::now();
+        let (mut sent, mut expired, mut too_large) = (0u64, 0u64, 0u64);
         while io.wbuf.len() < high_water {
             let window = self.session.outbound_window();
             let batch = &mut self.batch;
@@ -211,16 +213,25 @@ impl Connection {
                 break;
             }
             for delivery in self.batch.drain(..) {
-                let publish = self.session.deliver(delivery);
-                io.queue_publish(&publish, self.version);
-                sent += 1;
+                match self.session.deliver(delivery, now) {
+                    Outbound::Send(publish) => {
+                        io.queue_publish(&publish, self.version);
+                        sent += 1;
+                    }
+                    Outbound::Expired => expired += 1,
+                    Outbound::TooLarge => too_large += 1,
+                }
             }
         }
-        if sent > 0 {
-            self.broker
-                .metrics()
-                .messages_sent
-                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        let metrics = self.broker.metrics();
+        for (counter, n) in [
+            (&metrics.messages_sent, sent),
+            (&metrics.dropped_expired, expired),
+            (&metrics.dropped_too_large, too_large),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 
@@ -248,13 +259,30 @@ impl Connection {
         match event {
             Event::Publish(publish) => {
                 bump(&self.broker.metrics().messages_received);
-                self.broker
-                    .publish(Message::from_publish(publish, Some(self.key)));
+                let now = Instant::now();
+                let recipients = self.broker.publish(Message::from_publish(
+                    publish.clone(),
+                    Some(self.key),
+                    now,
+                ));
+                // MQTT 5: 0x10 tells the publisher nobody received it.
+                let reason = if recipients == 0 {
+                    ReasonCode::NoMatchingSubscribers
+                } else {
+                    ReasonCode::Success
+                };
+                self.session.acknowledge_publish(&publish, reason);
             }
             Event::Subscribe(subscribe) => {
-                let reasons =
-                    self.broker
-                        .subscribe(self.key, &self.mailbox, &mut self.session, &subscribe);
+                let reasons = match self.broker.subscribe(
+                    self.key,
+                    &self.mailbox,
+                    &mut self.session,
+                    &subscribe,
+                ) {
+                    Ok(reasons) => reasons,
+                    Err(e) => return Some(Exit::Violation(e)),
+                };
                 let suback = SubAck {
                     packet_id: subscribe.packet_id,
                     properties: Properties::default(),
@@ -274,13 +302,21 @@ impl Connection {
                 self.session.queue_transmit(Packet::UnsubAck(unsuback));
             }
             Event::Disconnect(disconnect) => {
+                // [MQTT-3.14.2-2] a session expiry may change on DISCONNECT, but not from 0.
+                if let Some(expiry) = disconnect.properties.session_expiry_interval {
+                    if self.expiry_secs == 0 && expiry != 0 {
+                        return Some(Exit::Violation(ProtocolError::SessionExpiryAfterZero));
+                    }
+                    self.expiry_secs =
+                        expiry.min(self.broker.config().mqtt.max_session_expiry_secs);
+                }
                 // [MQTT-3.14.4-3] a clean DISCONNECT discards the will, unless MQTT 5 0x04.
                 let with_will = disconnect.reason == ReasonCode::DisconnectWithWillMessage;
                 return Some(Exit::ClientDisconnect { with_will });
             }
-            Event::Auth(_) => {
-                return Some(Exit::Violation(ProtocolError::UnexpectedPacket("AUTH")));
-            }
+            // No authentication method is offered, so CONNECT never starts an exchange and
+            // any AUTH is a protocol error (MQTT 5 §4.12).
+            Event::Auth(_) => return Some(Exit::Violation(ProtocolError::UnexpectedAuth)),
         }
         None
     }

@@ -1,0 +1,115 @@
+//! Messages from the client: PUBLISH checks, topic aliases, and the QoS 1/2 replies.
+
+use fulmar_proto::{Ack, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
+
+use super::{ack, Event, Session};
+use crate::error::ProtocolError;
+
+impl Session {
+    pub(super) fn handle_publish(
+        &mut self,
+        mut publish: Publish,
+    ) -> Result<Option<Event>, ProtocolError> {
+        self.resolve_topic_alias(&mut publish)?;
+        // [MQTT-3.2.2-11] a QoS above the advertised Maximum QoS is a violation (0x9B).
+        if publish.qos > self.limits.max_qos {
+            return Err(ProtocolError::QoSNotSupported(publish.qos));
+        }
+        // [MQTT-3.2.2-14] RETAIN when Retain Available is 0 is a violation (0x9A).
+        if publish.retain && !self.limits.retain_available {
+            return Err(ProtocolError::RetainNotSupported);
+        }
+        if self.limits.validate_utf8_payload
+            && publish.properties.payload_format_indicator == Some(1)
+            && std::str::from_utf8(&publish.payload).is_err()
+        {
+            // [MQTT-3.3.2-4] MQTT 5 §3.3.2.3.2: refuse with 0x99.
+            return match publish.packet_id {
+                Some(packet_id) if publish.qos > QoS::AtMostOnce => {
+                    let reply = ack(packet_id, ReasonCode::PayloadFormatInvalid);
+                    self.transmit.push_back(match publish.qos {
+                        QoS::AtLeastOnce => Packet::PubAck(reply),
+                        _ => Packet::PubRec(reply),
+                    });
+                    Ok(None)
+                }
+                _ => Err(ProtocolError::PayloadFormatInvalid),
+            };
+        }
+        if let (QoS::ExactlyOnce, Some(packet_id)) = (publish.qos, publish.packet_id) {
+            if self.inbound_qos2.contains(&packet_id) {
+                // [MQTT-4.3.3-2] already received, not yet released: acknowledge again,
+                // do not deliver again.
+                self.transmit
+                    .push_back(Packet::PubRec(ack(packet_id, ReasonCode::Success)));
+                return Ok(None);
+            }
+            // [MQTT-3.3.4-9] more unreleased QoS 2 messages than Receive Maximum: 0x93.
+            if self.inbound_qos2.len() >= usize::from(self.limits.max_inbound_qos2) {
+                return Err(ProtocolError::ReceiveMaximumExceeded(
+                    self.inbound_qos2.len(),
+                ));
+            }
+            self.inbound_qos2.insert(packet_id);
+        }
+        Ok(Some(Event::Publish(publish)))
+    }
+
+    /// Queues PUBACK (QoS 1) or PUBREC (QoS 2) for a routed PUBLISH. `reason` is the routing
+    /// outcome (MQTT 5: Success, No Matching Subscribers, Not Authorized, Quota Exceeded, …).
+    /// An error PUBREC ends the QoS 2 exchange: the id is released at once (MQTT 5 §4.3.3).
+    pub fn acknowledge_publish(&mut self, publish: &Publish, reason: ReasonCode) {
+        let Some(packet_id) = publish.packet_id else {
+            return;
+        };
+        let reason = if self.version == ProtocolVersion::V5 {
+            reason
+        } else {
+            ReasonCode::Success
+        };
+        let reply = ack(packet_id, reason);
+        match publish.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.transmit.push_back(Packet::PubAck(reply)),
+            QoS::ExactlyOnce => {
+                if reason.is_error() {
+                    self.inbound_qos2.remove(&packet_id);
+                }
+                self.transmit.push_back(Packet::PubRec(reply));
+            }
+        }
+    }
+
+    /// [MQTT-4.3.3-2] PUBREL releases the id; PUBCOMP goes back even for an unknown id (a
+    /// client that lost our PUBCOMP can finish), with 0x92 for MQTT 5.
+    pub(super) fn handle_pubrel(&mut self, rel: Ack) {
+        let known = self.inbound_qos2.remove(&rel.packet_id);
+        let reason = if known || !self.version.is_v5() {
+            ReasonCode::Success
+        } else {
+            ReasonCode::PacketIdentifierNotFound
+        };
+        self.transmit
+            .push_back(Packet::PubComp(ack(rel.packet_id, reason)));
+    }
+
+    /// [MQTT-3.3.2-8..12] resolves an MQTT 5 topic alias and strips it from the properties,
+    /// since an alias is only meaningful on the connection that set it.
+    fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), ProtocolError> {
+        let Some(alias) = publish.properties.topic_alias.take() else {
+            return Ok(());
+        };
+        if alias == 0 || alias > self.limits.topic_alias_maximum {
+            return Err(ProtocolError::TopicAliasInvalid(alias));
+        }
+        if publish.topic.is_empty() {
+            match self.inbound_aliases.get(&alias) {
+                Some(topic) => publish.topic = topic.clone(),
+                None => return Err(ProtocolError::TopicAliasInvalid(alias)),
+            }
+        } else {
+            self.inbound_aliases.insert(alias, publish.topic.clone());
+        }
+        Ok(())
+    }
+}

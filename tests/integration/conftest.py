@@ -1,0 +1,287 @@
+"""Black-box fixtures: a real broker process per test, and clients that clean up after themselves.
+
+Broker under test: Fulmar (``$FULMAR_BIN``) by default, or mosquitto when ``FULMAR_TEST_AGAINST=mosquitto``
+(used to validate the tests themselves against a reference broker). Tests marked ``fulmar_only`` check
+Fulmar-specific choices and are skipped against mosquitto (``FULMAR_TEST_INCLUDE_FULMAR_ONLY=1`` runs them
+anyway, to see which of them mosquitto happens to share).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import PROTOCOLS, WAIT, MqttClient, Proto
+from mqtt_raw import RawClient
+
+AGAINST = os.environ.get("FULMAR_TEST_AGAINST", "fulmar").strip().lower() or "fulmar"
+INCLUDE_FULMAR_ONLY = os.environ.get("FULMAR_TEST_INCLUDE_FULMAR_ONLY", "") == "1"
+STARTUP_TIMEOUT = 10.0
+SHUTDOWN_TIMEOUT = 10.0
+
+# Fulmar [limits] keys and the mosquitto.conf option that means the same thing (None: no equivalent).
+MOSQUITTO_LIMITS = {
+    "max_packet_size": "max_packet_size",
+    "max_inflight_messages": "max_inflight_messages",
+    "max_queued_messages": "max_queued_messages",
+    "max_queued_bytes": "max_queued_bytes",
+    "connect_timeout_secs": None,
+}
+# The contract's defaults, given to mosquitto too so both brokers run with the same limits.
+DEFAULT_LIMITS = {
+    "max_packet_size": 1048576,
+    "max_inflight_messages": 32,
+    "max_queued_messages": 1000,
+    "max_queued_bytes": 16777216,
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fulmar_only: Fulmar-specific behaviour; skipped against mosquitto")
+    if AGAINST not in ("fulmar", "mosquitto"):
+        raise pytest.UsageError(f"FULMAR_TEST_AGAINST must be 'fulmar' or 'mosquitto', not {AGAINST!r}")
+
+
+def pytest_report_header(config):
+    return f"broker under test: {AGAINST}" + (f" ({os.environ.get('FULMAR_BIN')})" if AGAINST == "fulmar" else "")
+
+
+def pytest_collection_modifyitems(config, items):
+    if AGAINST == "fulmar" or INCLUDE_FULMAR_ONLY:
+        return
+    skip = pytest.mark.skip(reason="fulmar_only: Fulmar-specific behaviour, not checked against mosquitto")
+    for item in items:
+        if "fulmar_only" in item.keywords:
+            item.add_marker(skip)
+
+
+# ---------------------------------------------------------------------------------------------
+# Broker process
+# ---------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (bind to 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mosquitto_binary() -> str:
+    found = os.environ.get("MOSQUITTO_BIN") or shutil.which("mosquitto")
+    if not found and os.access("/usr/sbin/mosquitto", os.X_OK):
+        found = "/usr/sbin/mosquitto"
+    if not found:
+        pytest.fail("FULMAR_TEST_AGAINST=mosquitto but no mosquitto binary (apt-get install mosquitto)")
+    return found
+
+
+def fulmar_binary() -> str:
+    path = os.environ.get("FULMAR_BIN")
+    if not path:
+        pytest.fail("FULMAR_BIN is not set; run scripts/test.sh, or set it to target/release/fulmar")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"FULMAR_BIN={path} is not an executable file")
+    return path
+
+
+class Broker:
+    """One running broker process listening on 127.0.0.1:port."""
+
+    def __init__(self, argv: list[str], port: int, log_path: Path, kind: str, ws_port: int | None = None):
+        self.argv, self.port, self.log_path, self.kind = argv, port, log_path, kind
+        self.ws_port = ws_port  # MQTT over WebSocket (path /mqtt), when started with one
+        self.host = "127.0.0.1"
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def log(self) -> str:
+        """Everything the broker wrote so far (it writes straight to the file; nothing to flush here)."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        """Poll a TCP connect until it succeeds; fail fast if the process exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise AssertionError(f"broker exited with {code} before listening; output:\n{self.log()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"broker not accepting on {self.address} within {timeout}s; output:\n{self.log()}")
+            time.sleep(0.02)  # poll interval of a readiness probe, not synchronisation
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self, timeout: float = SHUTDOWN_TIMEOUT) -> int | None:
+        """SIGTERM and wait; returns the exit code, or None if it had to be killed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(SHUTDOWN_TIMEOUT)
+
+
+def start_broker(tmp_path: Path, limits: dict | None = None, name: str = "broker",
+                 websocket: bool = False) -> Broker:
+    """Start the broker under test. ``limits`` become a ``[limits]`` config (Fulmar) or mosquitto.conf options;
+    a limit mosquitto has no equivalent for skips the test against mosquitto. ``websocket`` adds an MQTT over
+    WebSocket listener on another free port (``Broker.ws_port``)."""
+    port = free_port()
+    ws_port = free_port() if websocket else None
+    log_path = tmp_path / f"{name}.log"
+    if AGAINST == "mosquitto":
+        merged = dict(DEFAULT_LIMITS, **(limits or {}))
+        lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false",
+                 "log_dest stderr", "log_type error", "log_type warning", "log_type notice",
+                 "log_type information", "connection_messages true"]
+        if ws_port is not None:
+            lines += [f"listener {ws_port} 127.0.0.1", "protocol websockets"]
+        for key, value in merged.items():
+            option = MOSQUITTO_LIMITS.get(key)
+            if option is None:
+                pytest.skip(f"mosquitto has no equivalent of Fulmar's limits.{key}")
+            lines.append(f"{option} {value}")
+        conf = tmp_path / f"{name}-mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        argv = [mosquitto_binary(), "-c", str(conf)]
+    else:
+        binary = fulmar_binary()
+        if limits:
+            conf = tmp_path / f"{name}.toml"
+            conf.write_text(fulmar_config(f"127.0.0.1:{port}", limits))
+            argv = [binary, "serve", "--config", str(conf)]
+        else:
+            argv = [binary, "serve", "--listen", f"127.0.0.1:{port}"]
+        if ws_port is not None:
+            argv += ["--listen-ws", f"127.0.0.1:{ws_port}"]
+    broker = Broker(argv, port, log_path, AGAINST, ws_port)
+    broker.wait_ready()
+    return broker
+
+
+def fulmar_config(bind: str, limits: dict) -> str:
+    body = f'[[listeners]]\nbind = "{bind}"\n\n[limits]\n'
+    for key, value in limits.items():
+        body += f"{key} = {value!r}\n" if not isinstance(value, str) else f'{key} = "{value}"\n'
+    return body
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failing test, attach the output of every broker it started to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for broker in getattr(item, "_brokers", []):
+            report.sections.append((f"broker output ({broker.kind} {broker.address})", broker.log()[-20000:]))
+
+
+def _register(request, broker: Broker) -> Broker:
+    if not hasattr(request.node, "_brokers"):
+        request.node._brokers = []
+    request.node._brokers.append(broker)
+    return broker
+
+
+def _teardown(broker: Broker) -> None:
+    died = broker.proc.poll()
+    code = broker.terminate()
+    assert died is None, f"broker died during the test (exit {died}); output:\n{broker.log()[-5000:]}"
+    assert code is not None, f"broker did not exit within {SHUTDOWN_TIMEOUT}s of SIGTERM; output:\n{broker.log()[-5000:]}"
+
+
+@pytest.fixture
+def broker(request, tmp_path):
+    """A fresh broker with default limits, listening on a free loopback port."""
+    b = _register(request, start_broker(tmp_path))
+    yield b
+    _teardown(b)
+
+
+@pytest.fixture
+def ws_broker(request, tmp_path):
+    """A fresh broker listening for MQTT over TCP (``port``) and over WebSocket (``ws_port``, path /mqtt)."""
+    b = _register(request, start_broker(tmp_path, websocket=True))
+    yield b
+    _teardown(b)
+
+
+@pytest.fixture
+def broker_with_limits(request, tmp_path):
+    """Factory: ``broker_with_limits({"max_queued_messages": 10})`` starts a broker with that config."""
+    started = []
+
+    def start(limits: dict) -> Broker:
+        b = _register(request, start_broker(tmp_path, limits, name=f"broker{len(started)}"))
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        _teardown(b)
+
+
+@pytest.fixture(params=PROTOCOLS, ids=[p.name for p in PROTOCOLS])
+def proto(request) -> Proto:
+    """Runs the test once with MQTT 3.1 and once with MQTT 3.1.1."""
+    return request.param
+
+
+# ---------------------------------------------------------------------------------------------
+# Clients
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def mqtt_client():
+    """Factory for connected-on-demand paho clients; all are stopped at teardown (before the broker)."""
+    made: list[MqttClient] = []
+
+    def make(broker: Broker, **kwargs) -> MqttClient:
+        c = MqttClient(broker.host, broker.port, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture
+def raw_client():
+    """Factory for raw-socket clients (see mqtt_raw.py); all are closed at teardown."""
+    made: list[RawClient] = []
+
+    def make(broker: Broker, **kwargs) -> RawClient:
+        c = RawClient(broker.host, broker.port, timeout=WAIT, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
