@@ -4,10 +4,13 @@
 # Needs only Rust and Python 3.11+ with pip on a Debian machine; installs the rest:
 #   - mosquitto-clients (mosquitto_pub / mosquitto_sub), and mosquitto itself when
 #     FULMAR_TEST_AGAINST=mosquitto (to validate the integration tests against a reference broker);
-#   - the Python test dependencies, into a virtualenv at .venv-test.
+#   - the Python test dependencies, into a virtualenv at .venv-test;
+#   - for the browser end-to-end test: chromium, nodejs and npm (Debian packages) and the npm packages of
+#     tests/browser (`npm ci`, from its package-lock.json).
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k retained -x`.
 # Environment: FULMAR_TEST_AGAINST=fulmar|mosquitto (default fulmar), PYTHON (default python3),
-#   FULMAR_SKIP_CARGO=1 to run only the integration suite against an already built binary.
+#   FULMAR_SKIP_CARGO=1 to run only the integration suite against an already built binary,
+#   FULMAR_SKIP_BROWSER=1 to leave out the browser test (it never runs against mosquitto).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,10 +43,18 @@ apt_install() {
 phase "system packages"
 pkgs=()
 command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 2>&1 || pkgs+=(mosquitto-clients)
+command -v mosquitto_passwd >/dev/null 2>&1 || pkgs+=(mosquitto)  # test_passwd_cli.py: mosquitto_passwd compatibility
 if [ "$AGAINST" = mosquitto ]; then
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || pkgs+=(mosquitto)
 fi
 command -v stdbuf >/dev/null 2>&1 || pkgs+=(coreutils)
+BROWSER=1
+if [ "${FULMAR_SKIP_BROWSER:-0}" = 1 ] || [ "$AGAINST" != fulmar ]; then BROWSER=0; fi
+if [ "$BROWSER" = 1 ]; then
+    [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
 if [ "${#pkgs[@]}" -gt 0 ]; then
     echo "installing: ${pkgs[*]}"
     apt_install "${pkgs[@]}"
@@ -97,3 +108,13 @@ fi
 export FULMAR_BIN="$TARGET_DIR/release/fulmar"
 phase "integration tests against $AGAINST (FULMAR_BIN=$FULMAR_BIN)"
 FULMAR_TEST_AGAINST="$AGAINST" "$VENV/bin/python" -m pytest tests/integration "$@"
+
+# --- browser end-to-end test -----------------------------------------------------------------------------
+# The chat page in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core), two pages and a
+# `fulmar chat` process in one room; screenshots go to tests/browser/artifacts/.
+if [ "$BROWSER" = 1 ]; then
+    phase "browser end-to-end test (tests/browser)"
+    # playwright-core downloads no browser; the variable only makes sure of it.
+    (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    (cd tests/browser && node --test chat.test.mjs)
+fi

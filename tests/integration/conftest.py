@@ -9,6 +9,7 @@ anyway, to see which of them mosquitto happens to share).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from helpers import PROTOCOLS, WAIT, MqttClient, Proto
+from mqtt5_client import Mqtt5Client
+from mqtt5_raw import Raw5Client
 from mqtt_raw import RawClient
 
 AGAINST = os.environ.get("FULMAR_TEST_AGAINST", "fulmar").strip().lower() or "fulmar"
@@ -45,6 +48,7 @@ DEFAULT_LIMITS = {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "fulmar_only: Fulmar-specific behaviour; skipped against mosquitto")
+    config.addinivalue_line("markers", "security: TLS, authentication, ACLs and limits (select with -k security)")
     if AGAINST not in ("fulmar", "mosquitto"):
         raise pytest.UsageError(f"FULMAR_TEST_AGAINST must be 'fulmar' or 'mosquitto', not {AGAINST!r}")
 
@@ -94,9 +98,14 @@ def fulmar_binary() -> str:
 class Broker:
     """One running broker process listening on 127.0.0.1:port."""
 
-    def __init__(self, argv: list[str], port: int, log_path: Path, kind: str, ws_port: int | None = None):
+    def __init__(self, argv: list[str], port: int | None, log_path: Path, kind: str, ws_port: int | None = None,
+                 extra_ports: dict[str, int] | None = None):
         self.argv, self.port, self.log_path, self.kind = argv, port, log_path, kind
         self.ws_port = ws_port  # MQTT over WebSocket (path /mqtt), when started with one
+        # Other listeners by role (``tls_port``, ``port2``), when ``start_fulmar`` configured them.
+        self.extra_ports = dict(extra_ports or {})
+        self.tls_port = self.extra_ports.get("tls_port")
+        self.port2 = self.extra_ports.get("port2")
         self.host = "127.0.0.1"
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -110,14 +119,16 @@ class Broker:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = STARTUP_TIMEOUT) -> None:
-        """Poll a TCP connect until it succeeds; fail fast if the process exits."""
+        """Poll a TCP connect (to every listener) until it succeeds; fail fast if the process exits."""
         deadline = time.monotonic() + timeout
         while True:
             code = self.proc.poll()
             if code is not None:
                 raise AssertionError(f"broker exited with {code} before listening; output:\n{self.log()}")
             try:
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                for port in (self.port, self.ws_port, *self.extra_ports.values()):
+                    if port is not None:
+                        socket.create_connection((self.host, port), timeout=0.5).close()
                 return
             except OSError:
                 pass
@@ -128,6 +139,31 @@ class Broker:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def log_size(self) -> int:
+        """The log's length now: pass it to ``wait_log`` to see only what is written after this point."""
+        return len(self.log())
+
+    def wait_log(self, pattern: str, after: int = 0, timeout: float = WAIT) -> re.Match:
+        """Poll the broker's output (from offset ``after``) until a line matches ``pattern``; bounded."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log()[after:])
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                raise AssertionError(f"broker exited ({self.proc.poll()}) before logging {pattern!r}:\n{self.log()[after:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no broker log line matching {pattern!r} within {timeout}s; "
+                                     f"output since:\n{self.log()[after:][-5000:]}")
+            time.sleep(0.02)  # poll interval of a bounded wait on a file, not synchronisation
+
+    def sighup(self) -> int:
+        """Send SIGHUP; returns the log offset from before it, for ``wait_log``."""
+        offset = self.log_size()
+        self.proc.send_signal(signal.SIGHUP)
+        return offset
 
     def terminate(self, timeout: float = SHUTDOWN_TIMEOUT) -> int | None:
         """SIGTERM and wait; returns the exit code, or None if it had to be killed."""
@@ -148,10 +184,14 @@ class Broker:
 
 
 def start_broker(tmp_path: Path, limits: dict | None = None, name: str = "broker",
-                 websocket: bool = False) -> Broker:
+                 websocket: bool = False, mqtt: dict | None = None, mosquitto: list[str] | None = None) -> Broker:
     """Start the broker under test. ``limits`` become a ``[limits]`` config (Fulmar) or mosquitto.conf options;
     a limit mosquitto has no equivalent for skips the test against mosquitto. ``websocket`` adds an MQTT over
-    WebSocket listener on another free port (``Broker.ws_port``)."""
+    WebSocket listener on another free port (``Broker.ws_port``). ``mqtt`` becomes Fulmar's ``[mqtt]`` table;
+    against mosquitto, ``mosquitto`` lists the mosquitto.conf lines that mean the same (``None`` with an
+    ``mqtt`` table: no equivalent, the test is skipped)."""
+    if AGAINST == "mosquitto" and mqtt and mosquitto is None:
+        pytest.skip(f"mosquitto has no equivalent of Fulmar's [mqtt] {sorted(mqtt)}")
     port = free_port()
     ws_port = free_port() if websocket else None
     log_path = tmp_path / f"{name}.log"
@@ -167,14 +207,15 @@ def start_broker(tmp_path: Path, limits: dict | None = None, name: str = "broker
             if option is None:
                 pytest.skip(f"mosquitto has no equivalent of Fulmar's limits.{key}")
             lines.append(f"{option} {value}")
+        lines += mosquitto or []
         conf = tmp_path / f"{name}-mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         argv = [mosquitto_binary(), "-c", str(conf)]
     else:
         binary = fulmar_binary()
-        if limits:
+        if limits or mqtt:
             conf = tmp_path / f"{name}.toml"
-            conf.write_text(fulmar_config(f"127.0.0.1:{port}", limits))
+            conf.write_text(fulmar_config(f"127.0.0.1:{port}", limits or {}, mqtt))
             argv = [binary, "serve", "--config", str(conf)]
         else:
             argv = [binary, "serve", "--listen", f"127.0.0.1:{port}"]
@@ -185,10 +226,20 @@ def start_broker(tmp_path: Path, limits: dict | None = None, name: str = "broker
     return broker
 
 
-def fulmar_config(bind: str, limits: dict) -> str:
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def fulmar_config(bind: str, limits: dict, mqtt: dict | None = None) -> str:
     body = f'[[listeners]]\nbind = "{bind}"\n\n[limits]\n'
     for key, value in limits.items():
-        body += f"{key} = {value!r}\n" if not isinstance(value, str) else f'{key} = "{value}"\n'
+        body += f"{key} = {toml_value(value)}\n"
+    if mqtt:
+        body += "\n[mqtt]\n" + "".join(f"{key} = {toml_value(value)}\n" for key, value in mqtt.items())
     return body
 
 
@@ -247,6 +298,84 @@ def broker_with_limits(request, tmp_path):
         _teardown(b)
 
 
+@pytest.fixture
+def broker_with_config(request, tmp_path):
+    """Factory: ``broker_with_config(mqtt={"max_qos": 1}, limits={...}, mosquitto=["max_qos 1"])`` starts a
+    broker with that ``[mqtt]`` / ``[limits]`` config. ``mosquitto`` is the equivalent mosquitto.conf lines;
+    without it a test that sets ``mqtt`` is skipped against mosquitto."""
+    started = []
+
+    def start(*, mqtt: dict | None = None, limits: dict | None = None, mosquitto: list[str] | None = None) -> Broker:
+        b = _register(request, start_broker(tmp_path, limits, name=f"cfgbroker{len(started)}", mqtt=mqtt,
+                                            mosquitto=mosquitto))
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        _teardown(b)
+
+
+PORT_PLACEHOLDERS = ("port", "port2", "tls_port")
+
+
+@pytest.fixture
+def start_fulmar(request, tmp_path):
+    """Factory: ``start_fulmar(args, config_toml=None)`` starts ``fulmar serve`` with those arguments and
+    that TOML config, waits until every listener accepts, and returns the ``Broker`` (its output, stdout and
+    stderr, is in ``broker.log()``; ``broker.proc`` is the process).
+
+    ``{port}``, ``{port2}`` and ``{tls_port}`` in the arguments and the config are replaced by free loopback
+    ports (``broker.port``, ``broker.port2``, ``broker.tls_port``). Without a config, ``--listen
+    127.0.0.1:{port}`` is added; with one, the config names its own listeners. Fulmar only: these are
+    Fulmar's flags and config keys (against mosquitto the test is skipped)."""
+    if AGAINST != "fulmar":
+        pytest.skip("start_fulmar runs Fulmar with Fulmar's own flags and config; no mosquitto equivalent here")
+    started: list[Broker] = []
+
+    def start(args: list[str] | tuple = (), config_toml: str | None = None, *, name: str | None = None) -> Broker:
+        name = name or f"fulmar{len(started)}"
+        ports = {key: free_port() for key in PORT_PLACEHOLDERS}
+
+        def fill(text: str) -> str:
+            for key, value in ports.items():
+                text = text.replace("{" + key + "}", str(value))
+            return text
+
+        argv = [fulmar_binary(), "serve"]
+        used_text = " ".join(args) + (config_toml or "")
+        if config_toml is not None:
+            conf = tmp_path / f"{name}.toml"
+            conf.write_text(fill(config_toml))
+            argv += ["--config", str(conf)]
+        elif "--listen" not in args:
+            argv += ["--listen", fill("127.0.0.1:{port}")]
+            used_text += "{port}"
+        argv += [fill(a) for a in args]
+        port = ports["port"] if "{port}" in used_text else None
+        extra = {key: ports[key] for key in ("port2", "tls_port") if "{" + key + "}" in used_text}
+        b = Broker(argv, port, tmp_path / f"{name}.log", "fulmar", None, extra)
+        _register(request, b)
+        b.wait_ready()  # kills the process and raises with its output if it does not come up
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        _teardown(b)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """Test certificates made with the openssl CLI (see security_helpers.Pki): a CA, a server certificate
+    for 127.0.0.1 / localhost, client certificates CN=alice (same CA) and CN=mallory (another CA)."""
+    from security_helpers import Pki
+
+    if not shutil.which("openssl"):
+        pytest.skip("the openssl command is needed to make test certificates (apt-get install openssl)")
+    return Pki.create(tmp_path_factory.mktemp("pki"))
+
+
 @pytest.fixture(params=PROTOCOLS, ids=[p.name for p in PROTOCOLS])
 def proto(request) -> Proto:
     """Runs the test once with MQTT 3.1 and once with MQTT 3.1.1."""
@@ -270,6 +399,36 @@ def mqtt_client():
     yield make
     for c in made:
         c.stop()
+
+
+@pytest.fixture
+def mqtt5_client():
+    """Factory for paho MQTT 5.0 clients (see mqtt5_client.py); all are stopped at teardown."""
+    made: list[Mqtt5Client] = []
+
+    def make(broker: Broker, **kwargs) -> Mqtt5Client:
+        c = Mqtt5Client(broker.host, broker.port, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture
+def raw5_client():
+    """Factory for raw-socket MQTT 5.0 clients (see mqtt5_raw.py); all are closed at teardown."""
+    made: list[Raw5Client] = []
+
+    def make(broker: Broker, **kwargs) -> Raw5Client:
+        c = Raw5Client(broker.host, broker.port, timeout=WAIT, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
 
 
 @pytest.fixture

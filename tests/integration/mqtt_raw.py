@@ -29,12 +29,13 @@ UNSUBACK = 11
 PINGREQ = 12
 PINGRESP = 13
 DISCONNECT = 14
+AUTH = 15  # MQTT 5 only; encoded and decoded by mqtt5_raw
 
 TYPE_NAMES = {
     CONNECT: "CONNECT", CONNACK: "CONNACK", PUBLISH: "PUBLISH", PUBACK: "PUBACK", PUBREC: "PUBREC",
     PUBREL: "PUBREL", PUBCOMP: "PUBCOMP", SUBSCRIBE: "SUBSCRIBE", SUBACK: "SUBACK",
     UNSUBSCRIBE: "UNSUBSCRIBE", UNSUBACK: "UNSUBACK", PINGREQ: "PINGREQ", PINGRESP: "PINGRESP",
-    DISCONNECT: "DISCONNECT",
+    DISCONNECT: "DISCONNECT", AUTH: "AUTH",
 }
 
 # Protocol levels (spec 3.1.2.2) and their protocol names.
@@ -313,12 +314,16 @@ class RawClient:
         ptype, flags = buf[0] >> 4, buf[0] & 0x0F
         body = bytes(buf[pos:pos + length])
         del buf[:pos + length]
+        return self.decode_packet(ptype, flags, body)
+
+    def decode_packet(self, ptype: int, flags: int, body: bytes) -> Packet:
+        """Decode one packet's body; ``mqtt5_raw.Raw5Client`` overrides this with the v5 forms."""
         return decode(ptype, flags, body)
 
     def expect(self, ptype: int, timeout: float = 10.0) -> Packet:
         """Read one packet and assert its type."""
         p = self.read_packet(timeout)
-        assert p.ptype == ptype, f"expected {TYPE_NAMES[ptype]}, got {p!r}"
+        assert p.ptype == ptype, f"expected {TYPE_NAMES.get(ptype, ptype)}, got {p!r}"
         return p
 
     def wait_closed(self, timeout: float) -> bool:

@@ -7,7 +7,7 @@ use fulmar_proto::{DecodeError, QoS, ReasonCode};
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ProtocolError {
     /// The bytes did not decode.
-    #[error("malformed packet: {0}")]
+    #[error("invalid packet: {0}")]
     Decode(#[from] DecodeError),
     /// [MQTT-3.1.0-2] a second CONNECT on one connection.
     #[error("second CONNECT on an established connection")]
@@ -39,6 +39,9 @@ pub enum ProtocolError {
     /// DISCONNECT setting a session expiry after CONNECT set 0 [MQTT-3.14.2-2].
     #[error("session expiry set on DISCONNECT after CONNECT set 0")]
     SessionExpiryAfterZero,
+    /// A PUBLISH topic longer, or with more levels, than the configured limits.
+    #[error("topic name exceeds limits.max_topic_len or limits.max_topic_levels")]
+    TopicNameTooLong,
     /// An AUTH packet the server cannot act on.
     #[error("unexpected AUTH packet")]
     UnexpectedAuth,
@@ -65,6 +68,7 @@ impl ProtocolError {
             ProtocolError::KeepAliveTimeout => ReasonCode::KeepAliveTimeout,
             ProtocolError::PacketTooLarge { .. } => ReasonCode::PacketTooLarge,
             ProtocolError::QoSNotSupported(_) => ReasonCode::QoSNotSupported,
+            ProtocolError::TopicNameTooLong => ReasonCode::TopicNameInvalid,
             ProtocolError::RetainNotSupported => ReasonCode::RetainNotSupported,
             ProtocolError::PayloadFormatInvalid => ReasonCode::PayloadFormatInvalid,
             ProtocolError::SubscriptionIdentifiersNotSupported => {

@@ -114,6 +114,10 @@ impl DecodeError {
             | Self::UnknownProperty(_)
             | Self::Malformed(_) => ReasonCode::MalformedPacket,
             Self::InvalidTopicName(_) => ReasonCode::TopicNameInvalid,
+            // MQTT 5 §3.3.2.3.4: a Topic Alias of 0 gets DISCONNECT 0x94.
+            Self::InvalidPropertyValue(crate::property_id::TOPIC_ALIAS) => {
+                ReasonCode::TopicAliasInvalid
+            }
             Self::InvalidProtocolName
             | Self::ZeroPacketId
             | Self::DuplicateProperty(_)

@@ -10,10 +10,12 @@ use fulmar_proto::SubscriptionOptions;
 use fulmar_router::{RetainedIndex, TopicTree};
 use parking_lot::RwLock;
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::security::Security;
 
 /// A subscription as the router stores it: where to deliver, and how.
 #[derive(Debug, Clone)]
@@ -26,6 +28,27 @@ pub struct Subscriber {
     pub subscription_id: Option<u32>,
     /// The whole `$share/{group}/{filter}` string for a shared subscription.
     pub shared_filter: Option<Arc<str>>,
+    /// Who subscribed, for the ACL's read check of each delivered topic.
+    pub identity: Arc<Identity>,
+}
+
+/// A connected client's identity as the ACL sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The authenticated username; `None` for anonymous clients.
+    pub username: Option<String>,
+    /// The client identifier.
+    pub client_id: String,
+}
+
+impl Identity {
+    /// The borrowed form the ACL checks take.
+    pub fn as_acl(&self) -> fulmar_auth::ClientIdentity<'_> {
+        fulmar_auth::ClientIdentity {
+            username: self.username.as_deref(),
+            client_id: &self.client_id,
+        }
+    }
 }
 
 /// The state all connections share.
@@ -34,19 +57,28 @@ pub struct Broker {
     pub(crate) subscriptions: RwLock<TopicTree<SessionKey, Subscriber>>,
     pub(crate) retained: RwLock<RetainedIndex<Arc<Message>>>,
     pub(crate) registry: Registry,
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) security: Security,
     metrics: Metrics,
     next_session_key: AtomicU64,
     client_id_nonce: AtomicU64,
 }
 
 impl Broker {
-    /// A broker with no sessions, subscriptions or retained messages.
+    /// A broker with no sessions, subscriptions or retained messages, and no authentication.
     pub fn new(config: Config) -> Self {
+        Broker::with_security(config, Security::open())
+    }
+
+    /// A broker whose authentication and ACL files are already loaded.
+    pub fn with_security(config: Config, security: Security) -> Self {
         Broker {
+            security,
             config,
             subscriptions: RwLock::new(TopicTree::new()),
             retained: RwLock::new(RetainedIndex::new()),
             registry: Registry::default(),
+            admission: Arc::new(Admission::default()),
             metrics: Metrics::default(),
             next_session_key: AtomicU64::new(1),
             client_id_nonce: AtomicU64::new(rand::random::<u32>().into()),
@@ -56,6 +88,11 @@ impl Broker {
     /// The configuration the broker runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Authentication and authorisation.
+    pub fn security(&self) -> &Security {
+        &self.security
     }
 
     /// The broker's counters.

@@ -11,6 +11,8 @@ use fulmar_core::{QueueLimits, SessionLimits};
 use serde::Deserialize;
 
 pub use crate::mqtt_settings::MqttSettings;
+pub use crate::security::AuthSettings;
+pub use crate::tls::TlsSettings;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -50,20 +52,44 @@ pub struct Config {
     /// TCP listeners. Default: one on 127.0.0.1:1883.
     #[serde(default = "default_listeners")]
     pub listeners: Vec<ListenerConfig>,
+    /// MQTT-over-WebSocket listeners (path `/mqtt`; they also serve the chat page at `/`).
+    /// Default: none (`fulmar serve` without a config file adds one on 127.0.0.1:8083).
+    #[serde(default)]
+    pub websocket_listeners: Vec<ListenerConfig>,
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
     /// Protocol features offered (and advertised to MQTT 5 clients).
     #[serde(default)]
     pub mqtt: MqttSettings,
+    /// Authentication and authorisation files.
+    #[serde(default)]
+    pub auth: AuthSettings,
 }
 
-/// One TCP listener.
+/// One listener (TCP, or WebSocket in `websocket_listeners`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Address and port to listen on, e.g. `127.0.0.1:1883` or `[::]:1883`.
     pub bind: SocketAddr,
+    /// TLS on this listener (MQTT over TLS, or WSS for a WebSocket listener).
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+    /// Anonymous clients allowed on this listener; overrides `auth.allow_anonymous`.
+    #[serde(default)]
+    pub allow_anonymous: Option<bool>,
+}
+
+impl ListenerConfig {
+    /// A plain listener on `bind` with the `[auth]` defaults.
+    pub fn new(bind: SocketAddr) -> Self {
+        ListenerConfig {
+            bind,
+            tls: None,
+            allow_anonymous: None,
+        }
+    }
 }
 
 /// Resource limits; each is counted when hit (see docs/limits.md).
@@ -87,6 +113,24 @@ pub struct Limits {
     /// Bytes of encoded output buffered for one connection before it stops taking more from
     /// its queue (the rest waits in the queue, within its limits).
     pub max_write_buffer_bytes: usize,
+    /// Open client connections in total (0: unlimited).
+    pub max_connections: usize,
+    /// Open client connections from one source IP address (0: unlimited).
+    pub max_connections_per_ip: usize,
+    /// New connections per second from one source IP address (0: unlimited).
+    pub connection_rate_per_ip: u32,
+    /// Longest topic name or filter, bytes.
+    pub max_topic_len: usize,
+    /// Most levels (`/`-separated parts) in a topic name or filter.
+    pub max_topic_levels: usize,
+    /// Subscriptions one session may hold.
+    pub max_subscriptions_per_client: usize,
+    /// PUBLISH packets per second one client may send before its reads are paused (0: unlimited).
+    pub publish_rate_messages: u32,
+    /// PUBLISH payload bytes per second one client may send before its reads are paused (0: unlimited).
+    pub publish_rate_bytes: u64,
+    /// Retained messages the broker stores; a new retained topic beyond it is not stored.
+    pub max_retained_messages: usize,
 }
 
 impl Default for Limits {
@@ -100,22 +144,34 @@ impl Default for Limits {
             max_queued_bytes: 16 * 1024 * 1024,
             max_client_id_len: 256,
             max_write_buffer_bytes: 256 * 1024,
+            max_connections: 100_000,
+            max_connections_per_ip: 0,
+            connection_rate_per_ip: 0,
+            max_topic_len: 65_535,
+            max_topic_levels: 128,
+            max_subscriptions_per_client: 1000,
+            publish_rate_messages: 0,
+            publish_rate_bytes: 0,
+            max_retained_messages: 1_000_000,
         }
     }
 }
 
 fn default_listeners() -> Vec<ListenerConfig> {
-    vec![ListenerConfig {
-        bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
-    }]
+    vec![ListenerConfig::new(SocketAddr::from((
+        [127, 0, 0, 1],
+        1883,
+    )))]
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listeners: default_listeners(),
+            websocket_listeners: Vec::new(),
             limits: Limits::default(),
             mqtt: MqttSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -184,6 +240,20 @@ impl Config {
             l.max_write_buffer_bytes as u64,
             4096..=u64::MAX,
         )?;
+        let m = &self.mqtt;
+        check("mqtt.max_qos", u64::from(m.max_qos), 0..=2)?;
+        check("limits.max_topic_len", l.max_topic_len as u64, 1..=65_535)?;
+        check(
+            "limits.max_topic_levels",
+            l.max_topic_levels as u64,
+            1..=65_535,
+        )?;
+        let max_subs = l.max_subscriptions_per_client as u64;
+        check(
+            "limits.max_subscriptions_per_client",
+            max_subs,
+            1..=u64::MAX,
+        )?;
         Ok(())
     }
 
@@ -197,6 +267,10 @@ impl Config {
             retain_available: self.mqtt.retain_available,
             validate_utf8_payload: self.mqtt.validate_utf8_payloads,
             outbound_topic_aliases: self.mqtt.outbound_topic_aliases,
+            max_topic_len: self.limits.max_topic_len,
+            max_topic_levels: self.limits.max_topic_levels,
+            publish_rate_messages: self.limits.publish_rate_messages,
+            publish_rate_bytes: self.limits.publish_rate_bytes,
         }
     }
 
@@ -252,6 +326,15 @@ mod tests {
         assert_eq!(config.listeners[0].bind.port(), 2000);
         assert_eq!(config.limits.max_queued_messages, 5);
         assert_eq!(config.limits.max_inflight_messages, 32);
+    }
+
+    #[test]
+    fn websocket_listeners_are_read_and_default_to_none() {
+        assert!(Config::default().websocket_listeners.is_empty());
+        let config =
+            Config::parse("[[websocket_listeners]]\nbind = \"127.0.0.1:8083\"\n", "t").unwrap();
+        assert_eq!(config.websocket_listeners[0].bind.port(), 8083);
+        assert_eq!(config.listeners, Config::default().listeners);
     }
 
     #[test]

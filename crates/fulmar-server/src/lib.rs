@@ -6,6 +6,8 @@
 //! - [`config`]: TOML configuration and its validation.
 //! - [`server`]: binds listeners, runs them, stops cleanly.
 //! - [`listener`]: the accept loop.
+//! - [`http`]: a WebSocket listener's HTTP side (chat page, upgrade); [`websocket`] turns
+//!   the upgraded connection into a byte stream for [`connection`]; [`assets`] is the page.
 //! - [`connection`]: one task per client (CONNECT handshake, run loop, teardown).
 //! - [`broker`]: state shared by all connections; [`routing`] is its publish/subscribe path.
 //! - [`registry`]: sessions by client id and takeover between connections;
@@ -13,9 +15,12 @@
 //! - [`mailbox`]: a session's bounded outbox plus its wake-up.
 //! - [`metrics`]: the counters.
 
+pub mod admission;
+pub mod assets;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod http;
 pub mod lifecycle;
 pub mod listener;
 pub mod mailbox;
@@ -23,7 +28,11 @@ pub mod metrics;
 pub mod mqtt_settings;
 pub mod registry;
 pub mod routing;
+pub mod security;
 pub mod server;
+pub mod tls;
+pub mod transport;
+pub mod websocket;
 
 pub use broker::Broker;
 pub use config::{Config, ConfigError};

@@ -1,10 +1,13 @@
-//! TCP listeners: bind, accept, and spawn one task per connection.
+//! Listeners: bind, accept, and spawn one task per connection (TCP here; WebSocket in
+//! [`http`](crate::http) reuses the accept loop).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -12,10 +15,11 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::connection;
 use crate::metrics::bump;
+use crate::security::Origin;
 
 /// Binding a listener failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
+#[error("cannot listen on {addr}")]
 pub struct BindError {
     /// The address that could not be bound.
     pub addr: SocketAddr,
@@ -36,8 +40,23 @@ pub async fn accept_loop(
     broker: Arc<Broker>,
     connection_ids: Arc<AtomicU64>,
     tasks: Arc<parking_lot::Mutex<JoinSet<()>>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    accept_with(listener, broker, connection_ids, tasks, shutdown, serve_tcp).await;
+}
+
+/// The accept loop shared by every kind of listener: `serve` runs each accepted stream.
+pub(crate) async fn accept_with<F, Fut>(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    connection_ids: Arc<AtomicU64>,
+    tasks: Arc<parking_lot::Mutex<JoinSet<()>>>,
+    mut shutdown: watch::Receiver<bool>,
+    serve: F,
+) where
+    F: Fn(Arc<Broker>, TcpStream, SocketAddr, u64, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -46,7 +65,7 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let id = connection_ids.fetch_add(1, Ordering::Relaxed);
-                let task = serve_tcp(Arc::clone(&broker), stream, peer, id, shutdown.clone());
+                let task = serve(Arc::clone(&broker), stream, peer, id, shutdown.clone());
                 let mut tasks = tasks.lock();
                 // Reap finished tasks so the set stays as large as the live connections.
                 while tasks.try_join_next().is_some() {}
@@ -68,13 +87,57 @@ async fn serve_tcp(
     connection_id: u64,
     shutdown: watch::Receiver<bool>,
 ) {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    serve_counted(broker, reader, writer, peer, connection_id, shutdown).await;
+}
+
+/// [`connection::serve`] with the connection counters kept; every transport goes through it.
+pub(crate) async fn serve_counted<R, W>(
+    broker: Arc<Broker>,
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    connection_id: u64,
+    shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let origin = Origin::default();
+    serve_counted_from(
+        origin,
+        broker,
+        reader,
+        writer,
+        peer,
+        connection_id,
+        shutdown,
+    )
+    .await;
+}
+
+/// [`serve_counted`] for a listener with its own authentication context (TLS identity,
+/// per-listener anonymous access).
+pub(crate) async fn serve_counted_from<R, W>(
+    origin: Origin,
+    broker: Arc<Broker>,
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    connection_id: u64,
+    shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let metrics = broker.metrics();
     bump(&metrics.connections_accepted);
     metrics.connections_current.fetch_add(1, Ordering::Relaxed);
-    let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
-    connection::serve(
-        Arc::clone(&broker),
+    let broker_ref = Arc::clone(&broker);
+    connection::serve_from(
+        origin,
+        broker_ref,
         reader,
         writer,
         peer,

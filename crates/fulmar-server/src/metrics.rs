@@ -23,6 +23,22 @@ pub struct Metrics {
     pub dropped_expired: AtomicU64,
     /// Deliveries dropped because they exceed the client's Maximum Packet Size.
     pub dropped_too_large: AtomicU64,
+    /// Connections refused by the connection caps or the per-IP rate.
+    pub connections_refused: AtomicU64,
+    /// Times a client's reads were paused for exceeding its publish rate.
+    pub publish_rate_pauses: AtomicU64,
+    /// Retained messages not stored because `limits.max_retained_messages` was reached.
+    pub retained_refused: AtomicU64,
+    /// SUBSCRIBE filters refused by `limits.max_subscriptions_per_client` or topic limits.
+    pub subscriptions_refused: AtomicU64,
+    /// PUBLISH packets denied by the ACL.
+    pub publishes_denied: AtomicU64,
+    /// SUBSCRIBE filters denied by the ACL.
+    pub subscriptions_denied: AtomicU64,
+    /// Deliveries withheld because the ACL denies the subscriber reading the topic.
+    pub deliveries_denied: AtomicU64,
+    /// TLS handshakes that failed (bad certificate, wrong protocol, …).
+    pub tls_handshake_failures: AtomicU64,
     /// Connections closed for a protocol violation or malformed packet.
     pub protocol_errors: AtomicU64,
     /// Connections closed because CONNECT did not arrive in time.
@@ -43,6 +59,14 @@ impl Default for Metrics {
             dropped_queue_full: AtomicU64::new(0),
             dropped_offline_qos0: AtomicU64::new(0),
             dropped_expired: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            publishes_denied: AtomicU64::new(0),
+            subscriptions_denied: AtomicU64::new(0),
+            deliveries_denied: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            publish_rate_pauses: AtomicU64::new(0),
+            retained_refused: AtomicU64::new(0),
+            subscriptions_refused: AtomicU64::new(0),
             dropped_too_large: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             connect_timeouts: AtomicU64::new(0),

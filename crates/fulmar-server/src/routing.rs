@@ -9,9 +9,10 @@ use fulmar_core::{Delivery, Message, ProtocolError, PushOutcome, Session, Sessio
 use fulmar_proto::{ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, TopicFilter};
 use smallvec::SmallVec;
 
-use crate::broker::{Broker, Subscriber};
+use crate::broker::{Broker, Identity, Subscriber};
 use crate::mailbox::Mailbox;
 use crate::metrics::bump;
+use fulmar_auth::Access;
 
 /// One recipient of a message, before deduplication.
 struct Target {
@@ -29,13 +30,29 @@ impl Broker {
             self.update_retained(&message);
         }
         let mut targets: SmallVec<[Target; 8]> = SmallVec::new();
+        let acl = self.security().acl();
+        let mut denied = 0u64;
         {
             let tree = self.subscriptions.read();
-            tree.for_each_match(message.topic.as_str(), |key, subscriber| {
+            let topic = message.topic.as_str();
+            tree.for_each_match(topic, |key, subscriber| {
+                // A wildcard subscription never delivers what the ACL does not let its
+                // client read.
+                if let Some(acl) = &acl {
+                    if !acl.check(&subscriber.identity.as_acl(), Access::Read, topic) {
+                        denied += 1;
+                        return;
+                    }
+                }
                 if let Some(target) = target_for(&message, key, subscriber) {
                     targets.push(target);
                 }
             });
+        }
+        if denied > 0 {
+            self.metrics()
+                .deliveries_denied
+                .fetch_add(denied, std::sync::atomic::Ordering::Relaxed);
         }
         let targets = merge_overlapping(targets);
         for target in &targets {
@@ -51,8 +68,17 @@ impl Broker {
         let mut retained = self.retained.write();
         if message.payload.is_empty() {
             retained.remove(topic);
-        } else {
+        } else if retained.len() < self.config().limits.max_retained_messages
+            || retained.get(topic).is_some()
+        {
             retained.insert(topic, Arc::clone(message));
+        } else {
+            drop(retained);
+            bump(&self.metrics().retained_refused);
+            tracing::warn!(
+                topic,
+                "limits.max_retained_messages reached: message not retained"
+            );
         }
     }
 
@@ -69,8 +95,7 @@ impl Broker {
     /// Returns the SUBACK reason codes, one per filter, in order [MQTT-3.8.4-5].
     pub fn subscribe(
         &self,
-        key: SessionKey,
-        mailbox: &Arc<Mailbox>,
+        (key, mailbox, identity): (SessionKey, &Arc<Mailbox>, &Arc<Identity>),
         session: &mut Session,
         subscribe: &Subscribe,
     ) -> Result<Vec<ReasonCode>, ProtocolError> {
@@ -92,7 +117,18 @@ impl Broker {
                     "SUBSCRIBE with No Local on a shared subscription",
                 ));
             }
-            if let Some(refusal) = self.refusal(filter, shared) {
+            if !self
+                .security()
+                .may_subscribe(&identity.as_acl(), filter.as_str())
+            {
+                // SUBACK 0x80 (3.1.1) / 0x87 Not authorized (MQTT 5) for a filter the ACL denies.
+                tracing::info!(client_id = %identity.client_id, filter = %filter, "subscription denied by ACL");
+                bump(&self.metrics().subscriptions_denied);
+                reasons.push(ReasonCode::NotAuthorized);
+                continue;
+            }
+            if let Some(refusal) = self.refusal(filter, shared, session) {
+                bump(&self.metrics().subscriptions_refused);
                 reasons.push(refusal);
                 continue;
             }
@@ -106,6 +142,7 @@ impl Broker {
                 options,
                 subscription_id,
                 shared_filter: shared.then(|| Arc::from(filter.as_str())),
+                identity: Arc::clone(identity),
             };
             // [MQTT-3.8.4-3] a subscription with the same filter replaces the old one.
             self.subscriptions
@@ -118,7 +155,7 @@ impl Broker {
             };
             // MQTT 5 §4.8.2: no retained messages for shared subscriptions.
             if send_retained && !shared {
-                self.queue_retained(filter, options.qos, subscription_id, mailbox);
+                self.queue_retained(filter, options.qos, subscription_id, mailbox, identity);
             }
             reasons.push(ReasonCode::granted(options.qos));
         }
@@ -126,8 +163,17 @@ impl Broker {
     }
 
     /// The SUBACK refusal for a filter the configuration does not allow, if any.
-    fn refusal(&self, filter: &TopicFilter, shared: bool) -> Option<ReasonCode> {
+    fn refusal(&self, filter: &TopicFilter, shared: bool, session: &Session) -> Option<ReasonCode> {
         let settings = &self.config().mqtt;
+        let limits = &self.config().limits;
+        let text = filter.as_str();
+        if text.len() > limits.max_topic_len || text.split('/').count() > limits.max_topic_levels {
+            return Some(ReasonCode::TopicFilterInvalid);
+        }
+        let is_new = !session.subscriptions().contains_key(filter);
+        if is_new && session.subscriptions().len() >= limits.max_subscriptions_per_client {
+            return Some(ReasonCode::QuotaExceeded);
+        }
         if shared && !settings.shared_subscriptions {
             return Some(ReasonCode::SharedSubscriptionsNotSupported);
         }
@@ -149,13 +195,18 @@ impl Broker {
         granted: fulmar_proto::QoS,
         subscription_id: Option<u32>,
         mailbox: &Mailbox,
+        identity: &Identity,
     ) {
         let now = Instant::now();
+        let acl = self.security().acl();
         let mut matching: Vec<Arc<Message>> = Vec::new();
         self.retained
             .read()
-            .for_each_matching(filter.as_str(), |_, message| {
-                if !message.is_expired(now) {
+            .for_each_matching(filter.as_str(), |topic, message| {
+                let readable = acl
+                    .as_ref()
+                    .is_none_or(|acl| acl.check(&identity.as_acl(), Access::Read, topic));
+                if readable && !message.is_expired(now) {
                     matching.push(Arc::clone(message));
                 }
             });

@@ -11,6 +11,8 @@ use clap::Args;
 use fulmar_server::config::ListenerConfig;
 use fulmar_server::{Config, Server};
 
+use crate::serve_security::SecurityArgs;
+
 /// How long connections get to close when the broker stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -23,7 +25,19 @@ pub struct ServeArgs {
     /// TCP listener address; repeatable; replaces the listeners of the config file.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
+    /// MQTT-over-WebSocket listener address (path /mqtt, chat page at /); repeatable;
+    /// replaces the websocket listeners of the config file.
+    #[arg(long = "listen-ws", value_name = "ADDR:PORT")]
+    listen_ws: Vec<SocketAddr>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
+
+/// The WebSocket listener `fulmar serve` runs when given no config file and no listener flag.
+const DEFAULT_WEBSOCKET: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8083,
+));
 
 /// Runs the broker until a stop signal; the exit code tells scripts whether it started.
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -48,42 +62,138 @@ fn init_logging() {
         .init();
 }
 
+/// The configuration to run with. Listeners: with a config file, the file's, and each kind
+/// of flag (`--listen`, `--listen-ws`) replaces that kind. Without a file, any listener flag
+/// means exactly the listeners named on the command line; no flag at all means the defaults,
+/// TCP 127.0.0.1:1883 and WebSocket 127.0.0.1:8083.
 fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let listeners = |addrs: &[SocketAddr]| -> Vec<ListenerConfig> {
+        addrs
+            .iter()
+            .map(|&bind| ListenerConfig::new(bind))
+            .collect()
+    };
+    let flags_given = !args.listen.is_empty()
+        || !args.listen_ws.is_empty()
+        || !args.security.listen_tls.is_empty()
+        || !args.security.listen_wss.is_empty();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
-        None => Config::default(),
+        None if flags_given => Config {
+            listeners: Vec::new(),
+            ..Config::default()
+        },
+        None => Config {
+            websocket_listeners: listeners(&[DEFAULT_WEBSOCKET]),
+            ..Config::default()
+        },
     };
     if !args.listen.is_empty() {
-        config.listeners = args
-            .listen
-            .iter()
-            .map(|&bind| ListenerConfig { bind })
-            .collect();
+        config.listeners = listeners(&args.listen);
     }
+    if !args.listen_ws.is_empty() {
+        config.websocket_listeners = listeners(&args.listen_ws);
+    }
+    args.security.apply(&mut config)?;
     Ok(config)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // FULMAR_WORKER_THREADS pins the number of runtime threads (benchmarks run the broker on
+    // one core); default: one per core.
+    if let Some(threads) = worker_threads_from_env()? {
+        builder.worker_threads(threads);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = Server::start(config).await?;
-        wait_for_stop_signal().await?;
+        wait_for_stop_signal(&server).await?;
         tracing::info!("stop signal received; shutting down");
         server.shutdown(SHUTDOWN_GRACE).await;
         Ok(())
     })
 }
 
-async fn wait_for_stop_signal() -> anyhow::Result<()> {
+fn worker_threads_from_env() -> anyhow::Result<Option<usize>> {
+    match std::env::var("FULMAR_WORKER_THREADS") {
+        Err(_) => Ok(None),
+        Ok(value) => match value.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => anyhow::bail!(
+                "invalid value {value:?} for FULMAR_WORKER_THREADS: expected a positive integer"
+            ),
+        },
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM; on SIGHUP reloads the password file, the ACL file and the TLS
+/// certificates (a bad file is logged and the old one stays in force).
+async fn wait_for_stop_signal(server: &Server) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot watch Ctrl-C")?,
-        _ = terminate.recv() => {}
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    loop {
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => return result.context("cannot watch Ctrl-C"),
+            _ = terminate.recv() => return Ok(()),
+            _ = hangup.recv() => {
+                let errors = server.reload();
+                if errors.is_empty() {
+                    tracing::info!("SIGHUP: password file, ACL file and TLS certificates reloaded");
+                }
+                for error in errors {
+                    tracing::error!("SIGHUP: reload refused, previous version stays in force: {error}");
+                }
+            }
+        }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    /// `fulmar serve` options as parsed from a command line.
+    fn args(listen: &[&str], listen_ws: &[&str]) -> ServeArgs {
+        let mut argv = vec!["serve"];
+        for addr in listen {
+            argv.extend(["--listen", addr]);
+        }
+        for addr in listen_ws {
+            argv.extend(["--listen-ws", addr]);
+        }
+        <Cli as clap::Parser>::parse_from(argv).serve
+    }
+
+    fn binds(listeners: &[ListenerConfig]) -> Vec<String> {
+        listeners.iter().map(|l| l.bind.to_string()).collect()
+    }
+
+    #[test]
+    fn no_flags_and_no_file_run_tcp_1883_and_websocket_8083() {
+        let config = load_config(&args(&[], &[])).unwrap();
+        assert_eq!(binds(&config.listeners), ["127.0.0.1:1883"]);
+        assert_eq!(binds(&config.websocket_listeners), ["127.0.0.1:8083"]);
+    }
+
+    #[test]
+    fn listener_flags_name_exactly_the_listeners_that_run() {
+        let config = load_config(&args(&["127.0.0.1:1999"], &[])).unwrap();
+        assert_eq!(binds(&config.listeners), ["127.0.0.1:1999"]);
+        assert!(config.websocket_listeners.is_empty());
+        let config = load_config(&args(&[], &["127.0.0.1:9001"])).unwrap();
+        assert!(config.listeners.is_empty());
+        assert_eq!(binds(&config.websocket_listeners), ["127.0.0.1:9001"]);
+    }
 }

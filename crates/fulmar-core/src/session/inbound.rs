@@ -11,6 +11,18 @@ impl Session {
         mut publish: Publish,
     ) -> Result<Option<Event>, ProtocolError> {
         self.resolve_topic_alias(&mut publish)?;
+        let topic = publish.topic.as_str();
+        if topic.len() > self.limits.max_topic_len
+            || topic.split('/').count() > self.limits.max_topic_levels
+        {
+            return Err(ProtocolError::TopicNameTooLong);
+        }
+        if let Some(until) = self
+            .publish_rate
+            .charge(publish.payload.len(), self.last_received)
+        {
+            self.paused_until = Some(until);
+        }
         // [MQTT-3.2.2-11] a QoS above the advertised Maximum QoS is a violation (0x9B).
         if publish.qos > self.limits.max_qos {
             return Err(ProtocolError::QoSNotSupported(publish.qos));

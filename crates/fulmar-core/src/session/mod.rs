@@ -13,6 +13,7 @@
 mod inbound;
 mod inflight;
 mod outbound;
+mod rate;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +30,7 @@ use crate::error::ProtocolError;
 use inflight::Inflight;
 pub use inflight::{InflightEntry, OutboundState};
 pub use outbound::{build_publish, Outbound};
+pub use rate::PublishRate;
 
 /// Per-session limits and server policy, from the broker's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,14 @@ pub struct SessionLimits {
     pub validate_utf8_payload: bool,
     /// Use topic aliases towards clients that accept them.
     pub outbound_topic_aliases: bool,
+    /// Longest topic name accepted in PUBLISH, bytes.
+    pub max_topic_len: usize,
+    /// Most levels accepted in a PUBLISH topic name.
+    pub max_topic_levels: usize,
+    /// PUBLISH packets per second before reads pause (0: unlimited).
+    pub publish_rate_messages: u32,
+    /// PUBLISH payload bytes per second before reads pause (0: unlimited).
+    pub publish_rate_bytes: u64,
 }
 
 impl Default for SessionLimits {
@@ -59,6 +69,10 @@ impl Default for SessionLimits {
             retain_available: true,
             validate_utf8_payload: false,
             outbound_topic_aliases: false,
+            max_topic_len: 65_535,
+            max_topic_levels: 128,
+            publish_rate_messages: 0,
+            publish_rate_bytes: 0,
         }
     }
 }
@@ -137,6 +151,9 @@ pub struct Session {
     outbound_aliases: HashMap<TopicName, u16>,
     subscriptions: HashMap<TopicFilter, SubscriptionOptions>,
     transmit: VecDeque<Packet>,
+    publish_rate: PublishRate,
+    /// Until when the server must not read from the client (publish rate exceeded).
+    paused_until: Option<Instant>,
 }
 
 impl Session {
@@ -161,6 +178,12 @@ impl Session {
             outbound_aliases: HashMap::new(),
             subscriptions: HashMap::new(),
             transmit: VecDeque::new(),
+            publish_rate: PublishRate::new(
+                limits.publish_rate_messages,
+                limits.publish_rate_bytes,
+                now,
+            ),
+            paused_until: None,
         }
     }
 
@@ -179,6 +202,9 @@ impl Session {
         self.keep_alive_grace = grace(keep_alive_secs);
         self.last_received = now;
         self.limits = limits;
+        self.publish_rate =
+            PublishRate::new(limits.publish_rate_messages, limits.publish_rate_bytes, now);
+        self.paused_until = None;
         self.client = ClientCapabilities::default();
         self.inbound_aliases.clear();
         self.outbound_aliases.clear();
@@ -238,6 +264,12 @@ impl Session {
     /// Replaces the keep-alive (e.g. with the MQTT 5 Server Keep Alive the server imposed).
     pub fn set_keep_alive(&mut self, keep_alive_secs: u16) {
         self.keep_alive_grace = grace(keep_alive_secs);
+    }
+
+    /// Until when the server must stop reading from the client because it exceeded its
+    /// publish rate; `None` when reading may go on.
+    pub fn read_paused_until(&self, now: Instant) -> Option<Instant> {
+        self.paused_until.filter(|&until| until > now)
     }
 
     /// When the connection must be closed if no packet arrives before it.

