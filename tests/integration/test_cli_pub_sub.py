@@ -177,13 +177,6 @@ def test_connack_refusal_exits_four(broker):
     assert "refused the connection" in got.stderr and "client identifier rejected" in got.stderr
 
 
-@pytest.mark.parametrize("flag", [["--cafile", "/nonexistent"], ["--insecure"], ["--url", "mqtts://localhost/a"]])
-def test_tls_options_are_accepted_but_not_supported_yet(flag):
-    got = run([fulmar_bin(), "pub", "-t", "a", "-m", "x", *flag])
-    assert got.returncode == 1, got
-    assert "TLS is not supported yet" in got.stderr
-
-
 def test_usage_errors():
     no_topic = run([fulmar_bin(), "pub", "-m", "x", "-p", "1"])
     assert no_topic.returncode == 1 and "no topic" in no_topic.stderr

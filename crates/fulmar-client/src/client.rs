@@ -11,7 +11,7 @@ use fulmar_proto::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ClientError, ConnectOptions, Endpoint, OutgoingMessage};
+use crate::{ClientError, ConnectOptions, Endpoint, OutgoingMessage, TlsConfig};
 
 /// Exponential backoff between reconnection attempts: `initial`, doubling up to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,9 @@ pub struct Backoff {
 pub struct ClientOptions {
     /// The broker's address.
     pub endpoint: Endpoint,
+    /// TLS over the TCP connection (`None`: plain TCP). The endpoint's host is the TLS server
+    /// name; every reconnection uses the same configuration.
+    pub tls: Option<TlsConfig>,
     /// CONNECT contents and protocol limits.
     pub connect: ConnectOptions,
     /// Reconnect after a lost connection (`None`: the client ends with the connection).
@@ -40,10 +43,11 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
-    /// No reconnection, 10 s connect timeout, queues of 256 requests and 1024 events.
+    /// Plain TCP, no reconnection, 10 s connect timeout, queues of 256 requests and 1024 events.
     pub fn new(endpoint: Endpoint, connect: ConnectOptions) -> Self {
         Self {
             endpoint,
+            tls: None,
             connect,
             reconnect: None,
             connect_timeout: Duration::from_secs(10),

@@ -70,7 +70,10 @@ pub(crate) async fn start(options: ClientOptions) -> Result<(Client, EventStream
 /// Opens the transport and completes CONNECT / CONNACK within the connect timeout.
 async fn establish(state: &mut ClientState, options: &ClientOptions) -> Result<Conn, ClientError> {
     let mut conn = Conn {
-        stream: options.endpoint.open(options.connect_timeout).await?,
+        stream: options
+            .endpoint
+            .open(options.tls.as_ref(), options.connect_timeout)
+            .await?,
         rbuf: BytesMut::with_capacity(READ_CHUNK),
         wbuf: BytesMut::new(),
     };
@@ -78,12 +81,21 @@ async fn establish(state: &mut ClientState, options: &ClientOptions) -> Result<C
     let handshake = async {
         flush(&mut conn, state).await?;
         while state.phase() == Phase::Connecting {
-            read(&mut conn, state).await?;
+            read_connack(&mut conn, state, options).await?;
         }
         Ok::<_, ClientError>(())
     };
     match tokio::time::timeout(options.connect_timeout, handshake).await {
         Ok(Ok(())) => Ok(conn),
+        Ok(Err(ClientError::Tls(failure))) => {
+            // TLS 1.3: the broker checks our certificate after our side of the handshake is
+            // done, so its refusal arrives while we wait for CONNACK. Still a handshake failure.
+            state.connection_lost();
+            Err(ClientError::TlsHandshake {
+                addr: options.endpoint.address(),
+                failure,
+            })
+        }
         Ok(Err(error)) => {
             state.connection_lost();
             Err(error)
@@ -97,6 +109,12 @@ async fn establish(state: &mut ClientState, options: &ClientOptions) -> Result<C
     }
 }
 
+/// Whether bytes received before CONNACK are a TLS record (an alert or handshake record of TLS
+/// 1.0 to 1.3: content type 21 or 22, major version 3); a CONNACK starts with 0x20.
+fn looks_like_tls(received: &[u8]) -> bool {
+    matches!(received, [0x15 | 0x16, 0x03, ..])
+}
+
 /// Encodes and writes everything the state wants sent.
 async fn flush(conn: &mut Conn, state: &mut ClientState) -> Result<(), ClientError> {
     let now = Instant::now();
@@ -105,16 +123,28 @@ async fn flush(conn: &mut Conn, state: &mut ClientState) -> Result<(), ClientErr
     }
     if !conn.wbuf.is_empty() {
         conn.stream.write_all(&conn.wbuf).await?;
+        // TLS buffers records it could not write at once; flush pushes them out (a no-op on TCP).
+        conn.stream.flush().await?;
         conn.wbuf.clear();
     }
     Ok(())
 }
 
-/// Reads once and hands every complete packet to the state.
-async fn read(conn: &mut Conn, state: &mut ClientState) -> Result<(), ClientError> {
+/// Reads once while waiting for CONNACK and hands every complete packet to the state. A TLS
+/// record on a plain connection means the port wants TLS: say so rather than "invalid packet".
+async fn read_connack(
+    conn: &mut Conn,
+    state: &mut ClientState,
+    options: &ClientOptions,
+) -> Result<(), ClientError> {
     conn.rbuf.reserve(READ_CHUNK);
     if conn.stream.read_buf(&mut conn.rbuf).await? == 0 {
         return Err(ClientError::ClosedByPeer);
+    }
+    if options.tls.is_none() && looks_like_tls(&conn.rbuf) {
+        return Err(ClientError::TlsExpected {
+            addr: options.endpoint.address(),
+        });
     }
     decode_all(conn, state)
 }
@@ -331,5 +361,20 @@ impl Driver {
     /// Sends an event; a dropped [`EventStream`] just means nobody listens.
     async fn emit(&self, event: Event) {
         let _ = self.events.send(event).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_tls;
+
+    #[test]
+    fn a_tls_alert_or_handshake_record_is_recognised_before_connack() {
+        // A TLS 1.2 decode_error alert, as a TLS listener answers a plain CONNECT.
+        assert!(looks_like_tls(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]));
+        assert!(looks_like_tls(&[0x16, 0x03, 0x01]));
+        // CONNACK (3.1.1, accepted) and too little to tell.
+        assert!(!looks_like_tls(&[0x20, 0x02, 0x00, 0x00]));
+        assert!(!looks_like_tls(&[0x15]));
     }
 }

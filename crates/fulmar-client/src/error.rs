@@ -4,6 +4,8 @@ use std::io;
 
 use fulmar_proto::{DecodeError, EncodeError, ReasonCode};
 
+use crate::TlsFailure;
+
 /// Why a connection attempt, a request or a connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -38,9 +40,27 @@ pub enum ClientError {
     /// The broker answered CONNECT with a failure reason.
     #[error("the broker refused the connection: {}", describe_reason(*.0))]
     Refused(ReasonCode),
+    /// The TLS handshake failed, or the broker refused the TLS session before CONNACK (with
+    /// TLS 1.3 a refused client certificate shows only then).
+    #[error("TLS handshake with {addr} failed: {failure}")]
+    TlsHandshake {
+        /// `host:port` as given.
+        addr: String,
+        /// Why.
+        failure: TlsFailure,
+    },
+    /// The broker answered CONNECT with a TLS record: this port wants TLS.
+    #[error("{addr} answered with TLS: this port needs a TLS connection")]
+    TlsExpected {
+        /// `host:port` as given.
+        addr: String,
+    },
+    /// The TLS layer of an established connection failed (e.g. a fatal alert).
+    #[error("connection lost: TLS: {0}")]
+    Tls(TlsFailure),
     /// Reading or writing the established connection failed.
     #[error("connection lost: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// The broker closed the connection without DISCONNECT.
     #[error("connection closed by the broker")]
     ClosedByPeer,
@@ -76,9 +96,17 @@ pub enum ClientError {
     /// The client was disconnected or its connection task ended.
     #[error("the client is closed")]
     Closed,
-    /// A transport option that is not implemented yet (TLS).
-    #[error("{0}")]
-    Unsupported(&'static str),
+}
+
+impl From<io::Error> for ClientError {
+    /// tokio-rustls reports TLS errors (alerts, bad records) as IO errors wrapping a
+    /// `rustls::Error`; those become [`ClientError::Tls`].
+    fn from(error: io::Error) -> Self {
+        match TlsFailure::from_io(&error, "a trusted CA") {
+            Some(failure) => Self::Tls(failure),
+            None => Self::Io(error),
+        }
+    }
 }
 
 /// A human phrase for a CONNACK / DISCONNECT / SUBACK reason, for error messages.

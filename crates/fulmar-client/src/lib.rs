@@ -8,7 +8,9 @@
 //!   with plain values and a fake clock.
 //! - `options`: [`ConnectOptions`], what goes into CONNECT, and [`OutgoingMessage`].
 //! - `error`: [`ClientError`], the one error type of both layers.
-//! - `transport`: opening the byte stream to the broker (TCP today; the seam for TLS).
+//! - `transport`: opening the byte stream to the broker: TCP, then TLS when configured.
+//! - `tls`: [`TlsOptions`] (CA file, client certificate, insecure, version) and the
+//!   [`TlsConfig`] built from them once; the `--insecure` verifier (chain checked, name not).
 //! - `client` and `driver`: the tokio layer. [`Client::connect`] returns a cloneable [`Client`]
 //!   handle (publish, subscribe, disconnect) and an [`EventStream`] of incoming messages and
 //!   connection changes; one task per connection drives the state machine and, when asked,
@@ -25,12 +27,14 @@ mod driver;
 mod error;
 mod options;
 pub mod state;
+mod tls;
 mod transport;
 
 pub use client::{Backoff, Client, ClientOptions, Event, EventStream, Pending};
 pub use error::{describe_reason, ClientError};
 pub use options::{ConnectOptions, OutgoingMessage};
 pub use state::ClientState;
+pub use tls::{ClientIdentity, TlsConfig, TlsError, TlsFailure, TlsOptions, TlsVersion};
 pub use transport::Endpoint;
 
 pub use fulmar_proto as proto;

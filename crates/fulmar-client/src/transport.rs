@@ -1,5 +1,6 @@
-//! Opening the byte stream to the broker. TCP today; TLS (and WebSocket) plug in here as other
-//! [`Stream`] implementations without touching the driver.
+//! Opening the byte stream to the broker: TCP, then the TLS handshake when a [`TlsConfig`] is
+//! given. Other transports (WebSocket) plug in here as other [`Stream`] implementations without
+//! touching the driver.
 
 use std::io;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::ClientError;
+use crate::{ClientError, TlsConfig};
 
 /// A connected byte stream to a broker.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -33,18 +34,31 @@ impl Endpoint {
         }
     }
 
-    /// Opens a TCP connection within `timeout`, with Nagle off (MQTT packets are small and
-    /// latency matters more than segment count).
-    pub(crate) async fn open(&self, timeout: Duration) -> Result<Box<dyn Stream>, ClientError> {
+    /// Opens a TCP connection with Nagle off (MQTT packets are small and latency matters more
+    /// than segment count) and, with `tls`, runs the handshake with the host as server name;
+    /// both within `timeout`.
+    pub(crate) async fn open(
+        &self,
+        tls: Option<&TlsConfig>,
+        timeout: Duration,
+    ) -> Result<Box<dyn Stream>, ClientError> {
         let addr = self.address();
+        let deadline = tokio::time::Instant::now() + timeout;
         let connect = TcpStream::connect((self.host.as_str(), self.port));
-        let stream = match tokio::time::timeout(timeout, connect).await {
+        let stream = match tokio::time::timeout_at(deadline, connect).await {
             Err(_) => return Err(ClientError::ConnectTimeout { addr }),
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => return Err(classify(&self.host, addr, e)),
         };
         stream.set_nodelay(true)?;
-        Ok(Box::new(stream))
+        let Some(tls) = tls else {
+            return Ok(Box::new(stream));
+        };
+        match tokio::time::timeout_at(deadline, tls.handshake(&self.host, stream)).await {
+            Err(_) => Err(ClientError::ConnectTimeout { addr }),
+            Ok(Ok(stream)) => Ok(Box::new(stream)),
+            Ok(Err(failure)) => Err(ClientError::TlsHandshake { addr, failure }),
+        }
     }
 }
 

@@ -113,6 +113,17 @@ impl Outbox {
         PushOutcome::Queued { was_empty }
     }
 
+    /// Whether QoS 1/2 publishers to this session should be held back: the session is online
+    /// (someone drains the queue) and the queue has reached three eighths of a limit, i.e.
+    /// three quarters of the share QoS 0 may use. Holding publishers there, before anything
+    /// is dropped, is what keeps delivery lossless under fan-in while memory stays bounded
+    /// (see docs/limits.md).
+    pub fn is_congested(&self) -> bool {
+        self.online
+            && (self.queue.len() * 8 >= self.limits.max_messages * 3
+                || self.bytes * 8 >= self.limits.max_bytes * 3)
+    }
+
     /// Moves deliveries from the front into `out`, in order, at most `max` of them, and at most
     /// `window` of QoS 1/2 (the session's free inflight slots). Stops at the first QoS 1/2
     /// delivery that does not fit, so order is kept [MQTT-4.6.0-6].
@@ -281,6 +292,29 @@ mod tests {
         outbox.pop_batch(10, 10, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(outbox.bytes(), 0);
+    }
+
+    #[test]
+    fn congestion_starts_at_three_eighths_and_only_when_online() {
+        let limits = QueueLimits {
+            max_messages: 16,
+            max_bytes: 1 << 20,
+        };
+        let mut outbox = Outbox::new(limits);
+        for _ in 0..5 {
+            outbox.push(delivery(QoS::AtMostOnce, 1));
+        }
+        assert!(!outbox.is_congested());
+        outbox.push(delivery(QoS::AtMostOnce, 1));
+        assert!(
+            outbox.is_congested(),
+            "6 of 16 is three eighths, before QoS 0's half is full"
+        );
+        outbox.set_online(false);
+        assert!(
+            !outbox.is_congested(),
+            "nobody drains an offline queue: never hold publishers for it"
+        );
     }
 
     #[test]

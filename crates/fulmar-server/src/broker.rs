@@ -53,7 +53,8 @@ impl Identity {
 
 /// The state all connections share.
 pub struct Broker {
-    pub(crate) config: Config,
+    /// Swapped whole on SIGHUP; readers take a snapshot (`Arc`) and never hold the lock.
+    config: RwLock<Arc<Config>>,
     pub(crate) subscriptions: RwLock<TopicTree<SessionKey, Subscriber>>,
     pub(crate) retained: RwLock<RetainedIndex<Arc<Message>>>,
     pub(crate) registry: Registry,
@@ -74,7 +75,7 @@ impl Broker {
     pub fn with_security(config: Config, security: Security) -> Self {
         Broker {
             security,
-            config,
+            config: RwLock::new(Arc::new(config)),
             subscriptions: RwLock::new(TopicTree::new()),
             retained: RwLock::new(RetainedIndex::new()),
             registry: Registry::default(),
@@ -85,9 +86,33 @@ impl Broker {
         }
     }
 
-    /// The configuration the broker runs with.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration the broker runs with (a snapshot: a reload does not change it).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read())
+    }
+
+    /// Applies a reloaded configuration: limits and `[mqtt]` settings take effect for new
+    /// connections and sessions. Listeners and auth file paths need a restart; a change to
+    /// them is reported and otherwise ignored.
+    pub fn replace_config(&self, mut fresh: Config) -> Vec<String> {
+        let mut ignored = Vec::new();
+        let current = self.config();
+        if fresh.listeners != current.listeners
+            || fresh.websocket_listeners != current.websocket_listeners
+        {
+            ignored.push("listener changes need a restart; listeners kept as they are".to_string());
+            fresh.listeners = current.listeners.clone();
+            fresh.websocket_listeners = current.websocket_listeners.clone();
+        }
+        if fresh.auth != current.auth {
+            ignored.push(
+                "[auth] path changes need a restart; the files themselves were reloaded"
+                    .to_string(),
+            );
+            fresh.auth = current.auth.clone();
+        }
+        *self.config.write() = Arc::new(fresh);
+        ignored
     }
 
     /// Authentication and authorisation.

@@ -131,6 +131,9 @@ pub struct Limits {
     pub publish_rate_bytes: u64,
     /// Retained messages the broker stores; a new retained topic beyond it is not stored.
     pub max_retained_messages: usize,
+    /// Longest a QoS 1/2 publisher's acknowledgements are held back while a subscriber's
+    /// queue is congested, milliseconds (0: never hold; drop at the queue limit instead).
+    pub max_publisher_hold_ms: u64,
 }
 
 impl Default for Limits {
@@ -153,6 +156,7 @@ impl Default for Limits {
             publish_rate_messages: 0,
             publish_rate_bytes: 0,
             max_retained_messages: 1_000_000,
+            max_publisher_hold_ms: 2000,
         }
     }
 }

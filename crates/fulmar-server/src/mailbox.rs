@@ -2,6 +2,8 @@
 
 use fulmar_core::{Delivery, Outbox, PushOutcome, QueueLimits};
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::Notify;
 
 /// The bounded outbox of one session plus the wake-up for its connection task.
@@ -13,6 +15,21 @@ pub struct Mailbox {
     client_id: String,
     outbox: Mutex<Outbox>,
     notify: Notify,
+    /// Set when a push found the queue congested; cleared (and `drained` notified) by the
+    /// consumer once it is below the mark again.
+    congested: AtomicBool,
+    drained: Notify,
+    /// A hold for this queue expired: publishers are not held for it until it drains.
+    stalled: AtomicBool,
+}
+
+/// What a push did, and whether the queue is now congested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pushed {
+    /// Queued or dropped.
+    pub outcome: PushOutcome,
+    /// The queue is congested (see [`Outbox::is_congested`]); QoS 1/2 publishers should wait.
+    pub congested: bool,
 }
 
 impl Mailbox {
@@ -22,17 +39,56 @@ impl Mailbox {
             client_id,
             outbox: Mutex::new(Outbox::new(limits)),
             notify: Notify::new(),
+            congested: AtomicBool::new(false),
+            drained: Notify::new(),
+            stalled: AtomicBool::new(false),
         }
     }
 
     /// Queues a delivery and wakes the consumer when the queue was empty (a consumer that
     /// left messages queued re-checks by itself when its window opens).
-    pub fn push(&self, delivery: Delivery) -> PushOutcome {
-        let outcome = self.outbox.lock().push(delivery);
+    pub fn push(&self, delivery: Delivery) -> Pushed {
+        let (outcome, congested) = {
+            let mut outbox = self.outbox.lock();
+            let outcome = outbox.push(delivery);
+            (outcome, outbox.is_congested())
+        };
         if outcome == (PushOutcome::Queued { was_empty: true }) {
             self.notify.notify_one();
         }
-        outcome
+        if congested {
+            self.congested.store(true, Ordering::Release);
+        }
+        let congested = congested && !self.stalled.load(Ordering::Acquire);
+        Pushed { outcome, congested }
+    }
+
+    /// Called by the consumer after taking from the queue: wakes held-back publishers once
+    /// the queue is below the congestion mark again.
+    pub fn after_drain(&self) {
+        if self.congested.load(Ordering::Acquire) && !self.with(|outbox| outbox.is_congested()) {
+            self.congested.store(false, Ordering::Release);
+            self.stalled.store(false, Ordering::Release);
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Marks the queue stalled: a publisher was held for it as long as allowed.
+    pub fn mark_stalled(&self) {
+        self.stalled.store(true, Ordering::Release);
+    }
+
+    /// Waits until the queue is not congested.
+    pub async fn uncongested(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if !self.with(|outbox| outbox.is_congested()) {
+                return;
+            }
+            drained.await;
+        }
     }
 
     /// The client identifier of the session (for logs).

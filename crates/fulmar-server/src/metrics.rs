@@ -39,6 +39,9 @@ pub struct Metrics {
     pub deliveries_denied: AtomicU64,
     /// TLS handshakes that failed (bad certificate, wrong protocol, …).
     pub tls_handshake_failures: AtomicU64,
+    /// Publisher acknowledgements released because a congested subscriber stayed congested
+    /// longer than `limits.max_publisher_hold_ms`.
+    pub publisher_holds_expired: AtomicU64,
     /// Connections closed for a protocol violation or malformed packet.
     pub protocol_errors: AtomicU64,
     /// Connections closed because CONNECT did not arrive in time.
@@ -59,6 +62,7 @@ impl Default for Metrics {
             dropped_queue_full: AtomicU64::new(0),
             dropped_offline_qos0: AtomicU64::new(0),
             dropped_expired: AtomicU64::new(0),
+            publisher_holds_expired: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
             publishes_denied: AtomicU64::new(0),
             subscriptions_denied: AtomicU64::new(0),

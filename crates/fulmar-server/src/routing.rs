@@ -14,6 +14,16 @@ use crate::mailbox::Mailbox;
 use crate::metrics::bump;
 use fulmar_auth::Access;
 
+/// The result of routing one message.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// Sessions the message was delivered (queued) to.
+    pub recipients: usize,
+    /// Online sessions whose queues are congested after this delivery: the publisher should
+    /// be held until they drain (see `connection::hold`).
+    pub congested: SmallVec<[(SessionKey, Arc<Mailbox>); 2]>,
+}
+
 /// One recipient of a message, before deduplication.
 struct Target {
     key: SessionKey,
@@ -23,8 +33,8 @@ struct Target {
 
 impl Broker {
     /// Routes an accepted message: updates the retained index when RETAIN is set, then
-    /// delivers to every matching subscription. Returns the number of recipients.
-    pub fn publish(&self, message: Message) -> usize {
+    /// delivers to every matching subscription.
+    pub fn publish(&self, message: Message) -> Published {
         let message = Arc::new(message);
         if message.retain {
             self.update_retained(&message);
@@ -55,10 +65,16 @@ impl Broker {
                 .fetch_add(denied, std::sync::atomic::Ordering::Relaxed);
         }
         let targets = merge_overlapping(targets);
-        for target in &targets {
-            self.push_delivery(&target.mailbox, target.delivery.clone());
+        let mut published = Published {
+            recipients: targets.len(),
+            ..Published::default()
+        };
+        for target in targets {
+            if self.push_delivery(&target.mailbox, target.delivery) {
+                published.congested.push((target.key, target.mailbox));
+            }
         }
-        targets.len()
+        published
     }
 
     /// [MQTT-3.3.1-5..7] a retained message replaces the previous one for its topic; an
@@ -82,13 +98,16 @@ impl Broker {
         }
     }
 
-    /// Pushes one delivery and counts what was dropped.
-    pub(crate) fn push_delivery(&self, mailbox: &Mailbox, delivery: Delivery) {
-        match mailbox.push(delivery) {
+    /// Pushes one delivery and counts what was dropped; returns whether the queue is now
+    /// congested.
+    pub(crate) fn push_delivery(&self, mailbox: &Mailbox, delivery: Delivery) -> bool {
+        let pushed = mailbox.push(delivery);
+        match pushed.outcome {
             PushOutcome::Queued { .. } => {}
             PushOutcome::DroppedFull => self.metrics().record_queue_full(mailbox.client_id()),
             PushOutcome::DroppedOffline => bump(&self.metrics().dropped_offline_qos0),
         }
+        pushed.congested
     }
 
     /// Applies a SUBSCRIBE for `session` and queues the retained messages it asks for.
@@ -99,7 +118,8 @@ impl Broker {
         session: &mut Session,
         subscribe: &Subscribe,
     ) -> Result<Vec<ReasonCode>, ProtocolError> {
-        let settings = &self.config().mqtt;
+        let config = self.config();
+        let settings = &config.mqtt;
         let subscription_id = subscribe
             .properties
             .subscription_identifiers
@@ -164,8 +184,8 @@ impl Broker {
 
     /// The SUBACK refusal for a filter the configuration does not allow, if any.
     fn refusal(&self, filter: &TopicFilter, shared: bool, session: &Session) -> Option<ReasonCode> {
-        let settings = &self.config().mqtt;
-        let limits = &self.config().limits;
+        let config = self.config();
+        let (settings, limits) = (&config.mqtt, &config.limits);
         let text = filter.as_str();
         if text.len() > limits.max_topic_len || text.split('/').count() > limits.max_topic_levels {
             return Some(ReasonCode::TopicFilterInvalid);

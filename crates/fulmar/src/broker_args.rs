@@ -5,9 +5,9 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | usage or configuration error found by the command: invalid topic, bad `--url`, TLS options (not supported yet), unreadable `-f` file, missing `-i` with `-c` |
+//! | 1 | usage or configuration error found by the command: invalid topic, bad `--url`, unreadable or invalid TLS files (`--cafile`, `--cert`, `--key`), unreadable `-f` file, missing `-i` with `-c` |
 //! | 2 | command-line syntax error from the argument parser (unknown option, missing value) |
-//! | 3 | network: connection refused, unknown host, connect timeout, connection lost |
+//! | 3 | network: connection refused, unknown host, connect timeout, connection lost, TLS handshake failure (certificate verify failed, refused client certificate) |
 //! | 4 | refused by the broker: CONNACK failure (not authorised, bad user name or password, client id rejected), every subscription denied, a message rejected (5.0) |
 //! | 5 | timeout: `-W` expired |
 //! | 6 | protocol error: the broker sent something invalid |
@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use clap::Args;
 use fulmar_client::proto::{ProtocolVersion, QoS};
-use fulmar_client::{ClientError, ClientOptions, ConnectOptions, Endpoint};
+use fulmar_client::{
+    ClientError, ClientIdentity, ClientOptions, ConnectOptions, Endpoint, TlsConfig, TlsFailure,
+    TlsOptions, TlsVersion,
+};
 
 /// Exit code: usage or configuration error.
 pub const EXIT_USAGE: u8 = 1;
@@ -39,7 +42,7 @@ pub struct BrokerArgs {
     /// Broker host [default: localhost].
     #[arg(short = 'h', long = "host", value_name = "HOST")]
     pub host: Option<String>,
-    /// Broker port [default: 1883].
+    /// Broker port [default: 1883, 8883 with TLS].
     #[arg(short = 'p', long = "port", value_name = "PORT")]
     pub port: Option<u16>,
     /// Client identifier [default: fulmar-<command>-<random>].
@@ -62,21 +65,27 @@ pub struct BrokerArgs {
         default_value_t = 60
     )]
     pub keepalive: u16,
-    /// mqtt://[user[:password]@]host[:port][/topic]; explicit -h, -p, -u, -P, -t win.
+    /// mqtt[s]://[user[:password]@]host[:port][/topic] (mqtts: TLS); explicit -h, -p, -u, -P, -t
+    /// win.
     #[arg(short = 'L', long = "url", value_name = "URL")]
     pub url: Option<String>,
-    /// CA certificates file for TLS (not supported yet).
+    /// Use TLS and trust the CA certificates in this PEM file [default with TLS: the built-in
+    /// Mozilla roots].
     #[arg(long, value_name = "FILE")]
     pub cafile: Option<PathBuf>,
-    /// Client certificate for TLS (not supported yet).
+    /// Use TLS and present this PEM client certificate (needs --key).
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
-    /// Client private key for TLS (not supported yet).
+    /// The PEM private key of --cert.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// Do not verify the broker's certificate (not supported yet).
+    /// Use TLS without checking that the broker's certificate names the host (the certificate
+    /// must still be signed by a trusted CA).
     #[arg(long)]
     pub insecure: bool,
+    /// Use TLS with only this version: tlsv1.2 or tlsv1.3 [default: either].
+    #[arg(long = "tls-version", value_name = "VERSION")]
+    pub tls_version: Option<TlsVersion>,
 }
 
 /// Session options of `pub` and `sub`.
@@ -127,7 +136,7 @@ impl CliError {
             Self::Client(error) => match error {
                 ClientError::Refused(_) => EXIT_REFUSED,
                 ClientError::Decode(_) | ClientError::Protocol(_) => EXIT_PROTOCOL,
-                ClientError::Encode(_) | ClientError::Unsupported(_) => EXIT_USAGE,
+                ClientError::Encode(_) => EXIT_USAGE,
                 _ => EXIT_NETWORK,
             },
         }
@@ -138,7 +147,7 @@ impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Usage(text) | Self::Refused(text) | Self::Timeout(text) => f.write_str(text),
-            Self::Client(error) => error.fmt(f),
+            Self::Client(error) => write!(f, "{error}{}", tls_hint(error)),
         }
     }
 }
@@ -193,24 +202,31 @@ pub struct Url {
     pub password: Option<String>,
     /// Topic (everything after the first `/`), if non-empty.
     pub topic: Option<String>,
+    /// `mqtts://`: TLS.
+    pub tls: bool,
 }
 
 /// Parses `--url` (percent-escapes in user and password are decoded).
 pub fn parse_url(text: &str) -> Result<Url, CliError> {
     let bad = |why: &str| CliError::Usage(format!("invalid --url '{text}': {why}"));
-    let rest = if let Some(rest) = text.strip_prefix("mqtt://") {
-        rest
-    } else if text.starts_with("mqtts://") {
-        return Err(tls_unsupported());
+    let (rest, tls) = if let Some(rest) = text.strip_prefix("mqtt://") {
+        (rest, false)
+    } else if let Some(rest) = text.strip_prefix("mqtts://") {
+        (rest, true)
     } else {
-        return Err(bad("expected mqtt://[user[:password]@]host[:port][/topic]"));
+        return Err(bad(
+            "expected mqtt[s]://[user[:password]@]host[:port][/topic]",
+        ));
     };
     let (authority, topic) = rest.split_once('/').unwrap_or((rest, ""));
     let (userinfo, hostport) = match authority.rsplit_once('@') {
         Some((userinfo, hostport)) => (Some(userinfo), hostport),
         None => (None, authority),
     };
-    let mut url = Url::default();
+    let mut url = Url {
+        tls,
+        ..Url::default()
+    };
     if let Some(userinfo) = userinfo {
         let (user, password) = match userinfo.split_once(':') {
             Some((user, password)) => (user, Some(password)),
@@ -264,14 +280,6 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn tls_unsupported() -> CliError {
-    CliError::Usage(
-        "TLS is not supported yet (--cafile, --cert, --key, --insecure, mqtts://); \
-         connect without TLS or wait for the TLS issue"
-            .into(),
-    )
-}
-
 /// A random 64-bit value (std's per-process random hash keys; no extra dependency).
 pub fn random_u64() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
@@ -299,21 +307,21 @@ impl BrokerArgs {
         command: &str,
         default_version: ProtocolVersion,
     ) -> Result<Resolved, CliError> {
-        if self.cafile.is_some() || self.cert.is_some() || self.key.is_some() || self.insecure {
-            return Err(tls_unsupported());
-        }
         let url = self
             .url
             .as_deref()
             .map(parse_url)
             .transpose()?
             .unwrap_or_default();
+        let tls = self.tls(url.tls)?;
         let host = self.host.clone().unwrap_or(if url.host.is_empty() {
             "localhost".to_owned()
         } else {
             url.host
         });
-        let port = self.port.or(url.port).unwrap_or(1883);
+        // mosquitto's habit: TLS without a port means 8883.
+        let default_port = if tls.is_some() { 8883 } else { 1883 };
+        let port = self.port.or(url.port).unwrap_or(default_port);
         let version = self.protocol.unwrap_or(default_version);
         let id = self
             .id
@@ -329,11 +337,62 @@ impl BrokerArgs {
             ));
         }
         let mut options = ClientOptions::new(Endpoint { host, port }, connect);
+        options.tls = tls;
         options.connect_timeout = Duration::from_secs(10);
         Ok(Resolved {
             options,
             url_topic: url.topic,
         })
+    }
+}
+
+impl BrokerArgs {
+    /// The TLS options given, if any (`mqtts://` or any TLS flag turns TLS on).
+    pub fn tls_options(&self, url_tls: bool) -> Option<TlsOptions> {
+        let any_flag = self.cafile.is_some()
+            || self.cert.is_some()
+            || self.key.is_some()
+            || self.insecure
+            || self.tls_version.is_some();
+        (url_tls || any_flag).then(|| TlsOptions {
+            ca_file: self.cafile.clone(),
+            identity: self
+                .cert
+                .clone()
+                .zip(self.key.clone())
+                .map(|(cert, key)| ClientIdentity { cert, key }),
+            insecure: self.insecure,
+            version: self.tls_version,
+        })
+    }
+
+    /// Reads the TLS files once, before connecting: a bad file is a usage error (exit 1).
+    fn tls(&self, url_tls: bool) -> Result<Option<TlsConfig>, CliError> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(CliError::Usage(
+                "--cert and --key go together (the client certificate and its key)".into(),
+            ));
+        }
+        self.tls_options(url_tls)
+            .map(|options| TlsConfig::new(&options))
+            .transpose()
+            .map_err(|e| CliError::Usage(e.to_string()))
+    }
+}
+
+/// A hint for the TLS failures that a flag can fix.
+fn tls_hint(error: &ClientError) -> &'static str {
+    match error {
+        ClientError::TlsHandshake {
+            failure: TlsFailure::NameMismatch(_),
+            ..
+        } => " (connect by a name the certificate lists, or --insecure to skip the name check)",
+        ClientError::TlsHandshake {
+            failure: TlsFailure::UnknownCa { .. },
+            ..
+        } => " (--cafile names the CA to trust)",
+        ClientError::TlsExpected { .. } => " (use mqtts:// or a TLS option such as --cafile)",
+        _ => "",
     }
 }
 
@@ -391,8 +450,68 @@ mod tests {
             parse_url("mqtt://x:port"),
             Err(CliError::Usage(_))
         ));
-        let tls = parse_url("mqtts://x").expect_err("tls");
-        assert!(tls.to_string().contains("TLS is not supported yet"));
+        let tls = parse_url("mqtts://broker.example/t").expect("mqtts url");
+        assert!(tls.tls);
+        assert_eq!((tls.host.as_str(), tls.port), ("broker.example", None));
+        assert!(!parse_url("mqtt://x").expect("url").tls);
+    }
+
+    /// The broker options as `fulmar pub` would parse them.
+    #[derive(clap::Parser)]
+    #[command(disable_help_flag = true)]
+    struct Parsed {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    }
+
+    fn resolve(args: &[&str]) -> Result<Resolved, CliError> {
+        use clap::Parser;
+        let parsed = Parsed::try_parse_from(std::iter::once("pub").chain(args.iter().copied()))
+            .expect("arguments parse");
+        parsed.broker.resolve("pub", ProtocolVersion::V3_1_1)
+    }
+
+    fn ca_file() -> String {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        root.join("../fulmar-client/src/tls/testdata/ca.pem")
+            .display()
+            .to_string()
+    }
+
+    #[test]
+    fn tls_turns_on_with_mqtts_or_a_tls_flag_and_defaults_to_8883() {
+        let plain = resolve(&["-h", "b"]).expect("plain");
+        assert!(plain.options.tls.is_none());
+        assert_eq!(plain.options.endpoint.port, 1883);
+
+        let url = resolve(&["-L", "mqtts://b/t"]).expect("mqtts");
+        assert!(url.options.tls.is_some());
+        assert_eq!(url.options.endpoint.port, 8883);
+
+        let ca = ca_file();
+        let flag = resolve(&["-h", "b", "--cafile", &ca]).expect("cafile");
+        assert!(flag.options.tls.is_some());
+        assert_eq!(flag.options.endpoint.port, 8883);
+
+        let explicit = resolve(&["-L", "mqtts://b:9999", "--insecure"]).expect("port");
+        assert_eq!(explicit.options.endpoint.port, 9999);
+        let flag_port = resolve(&["--tls-version", "tlsv1.3", "-p", "1"]).expect("-p");
+        assert_eq!(flag_port.options.endpoint.port, 1);
+    }
+
+    #[test]
+    fn bad_tls_files_are_usage_errors_that_name_the_file() {
+        let missing = resolve(&["--cafile", "/nonexistent/ca.pem"]).expect_err("missing");
+        assert_eq!(missing.exit_code(), EXIT_USAGE);
+        assert!(
+            missing.to_string().contains("/nonexistent/ca.pem"),
+            "{missing}"
+        );
+
+        let ca = ca_file();
+        let half = resolve(&["--cafile", &ca, "--cert", &ca]).expect_err("no key");
+        assert_eq!(half.exit_code(), EXIT_USAGE);
+        assert!(half.to_string().contains("--cert and --key"), "{half}");
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = Server::start(config).await?;
-        wait_for_stop_signal(&server).await?;
+        wait_for_stop_signal(&server, &args).await?;
         tracing::info!("stop signal received; shutting down");
         server.shutdown(SHUTDOWN_GRACE).await;
         Ok(())
@@ -131,9 +131,26 @@ fn worker_threads_from_env() -> anyhow::Result<Option<usize>> {
     }
 }
 
+/// Re-reads the config file (when there is one) and applies it with the command-line
+/// overrides; returns the errors to report. A bad file changes nothing.
+fn reload_config(server: &Server, args: &ServeArgs) -> Vec<String> {
+    if args.config.is_none() {
+        return Vec::new();
+    }
+    match load_config(args) {
+        Ok(fresh) => {
+            for note in server.broker().replace_config(fresh) {
+                tracing::warn!("SIGHUP: {note}");
+            }
+            Vec::new()
+        }
+        Err(error) => vec![format!("{error:#}")],
+    }
+}
+
 /// Waits for Ctrl-C or SIGTERM; on SIGHUP reloads the password file, the ACL file and the TLS
 /// certificates (a bad file is logged and the old one stays in force).
-async fn wait_for_stop_signal(server: &Server) -> anyhow::Result<()> {
+async fn wait_for_stop_signal(server: &Server, args: &ServeArgs) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
@@ -142,9 +159,10 @@ async fn wait_for_stop_signal(server: &Server) -> anyhow::Result<()> {
             result = tokio::signal::ctrl_c() => return result.context("cannot watch Ctrl-C"),
             _ = terminate.recv() => return Ok(()),
             _ = hangup.recv() => {
-                let errors = server.reload();
+                let mut errors = server.reload();
+                errors.extend(reload_config(server, args));
                 if errors.is_empty() {
-                    tracing::info!("SIGHUP: password file, ACL file and TLS certificates reloaded");
+                    tracing::info!("SIGHUP: configuration, password file, ACL file and TLS certificates reloaded");
                 }
                 for error in errors {
                     tracing::error!("SIGHUP: reload refused, previous version stays in force: {error}");

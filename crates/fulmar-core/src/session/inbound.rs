@@ -1,6 +1,6 @@
 //! Messages from the client: PUBLISH checks, topic aliases, and the QoS 1/2 replies.
 
-use fulmar_proto::{Ack, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
+use fulmar_proto::{Ack, Packet, PacketId, ProtocolVersion, Publish, QoS, ReasonCode};
 
 use super::{ack, Event, Session};
 use crate::error::ProtocolError;
@@ -38,7 +38,11 @@ impl Session {
             // [MQTT-3.3.2-4] MQTT 5 §3.3.2.3.2: refuse with 0x99.
             return match publish.packet_id {
                 Some(packet_id) if publish.qos > QoS::AtMostOnce => {
-                    let reply = ack(packet_id, ReasonCode::PayloadFormatInvalid);
+                    let mut reply = ack(packet_id, ReasonCode::PayloadFormatInvalid);
+                    if self.problem_information_allowed() {
+                        let text = explain(ReasonCode::PayloadFormatInvalid).to_string();
+                        reply.properties.reason_string = Some(text);
+                    }
                     self.transmit.push_back(match publish.qos {
                         QoS::AtLeastOnce => Packet::PubAck(reply),
                         _ => Packet::PubRec(reply),
@@ -71,7 +75,13 @@ impl Session {
     /// outcome (MQTT 5: Success, No Matching Subscribers, Not Authorized, Quota Exceeded, …).
     /// An error PUBREC ends the QoS 2 exchange: the id is released at once (MQTT 5 §4.3.3).
     pub fn acknowledge_publish(&mut self, publish: &Publish, reason: ReasonCode) {
-        let Some(packet_id) = publish.packet_id else {
+        self.acknowledge(publish.qos, publish.packet_id, reason);
+    }
+
+    /// [`Session::acknowledge_publish`] from the PUBLISH's QoS and packet id alone (for an
+    /// acknowledgement the server held back).
+    pub fn acknowledge(&mut self, qos: QoS, packet_id: Option<PacketId>, reason: ReasonCode) {
+        let Some(packet_id) = packet_id else {
             return;
         };
         let reason = if self.version == ProtocolVersion::V5 {
@@ -79,8 +89,11 @@ impl Session {
         } else {
             ReasonCode::Success
         };
-        let reply = ack(packet_id, reason);
-        match publish.qos {
+        let mut reply = ack(packet_id, reason);
+        if reason.is_error() && self.problem_information_allowed() {
+            reply.properties.reason_string = Some(explain(reason).to_string());
+        }
+        match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.transmit.push_back(Packet::PubAck(reply)),
             QoS::ExactlyOnce => {
@@ -123,5 +136,20 @@ impl Session {
             self.inbound_aliases.insert(alias, publish.topic.clone());
         }
         Ok(())
+    }
+}
+
+/// A short human explanation of a refusal, sent as Reason String where the client allows it.
+pub fn explain(reason: ReasonCode) -> &'static str {
+    match reason {
+        ReasonCode::NotAuthorized => "not authorized by the broker's ACL",
+        ReasonCode::QuotaExceeded => "quota exceeded (a configured limit was reached)",
+        ReasonCode::PayloadFormatInvalid => "payload is marked UTF-8 but is not valid UTF-8",
+        ReasonCode::TopicNameInvalid => "topic name exceeds the configured limits",
+        ReasonCode::TopicFilterInvalid => "topic filter exceeds the configured limits",
+        ReasonCode::SharedSubscriptionsNotSupported => "shared subscriptions are disabled",
+        ReasonCode::WildcardSubscriptionsNotSupported => "wildcard subscriptions are disabled",
+        ReasonCode::ImplementationSpecificError => "refused by the broker",
+        _ => "refused",
     }
 }

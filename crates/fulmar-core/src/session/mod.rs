@@ -27,6 +27,7 @@ use fulmar_proto::{
 };
 
 use crate::error::ProtocolError;
+pub use inbound::explain;
 use inflight::Inflight;
 pub use inflight::{InflightEntry, OutboundState};
 pub use outbound::{build_publish, Outbound};
@@ -86,6 +87,8 @@ pub struct ClientCapabilities {
     pub topic_alias_maximum: u16,
     /// Maximum Packet Size it accepts.
     pub maximum_packet_size: Option<u32>,
+    /// Request Problem Information: reason strings allowed on acks ([MQTT-3.1.2-29]).
+    pub problem_information: bool,
 }
 
 impl Default for ClientCapabilities {
@@ -94,6 +97,7 @@ impl Default for ClientCapabilities {
             receive_maximum: u16::MAX,
             topic_alias_maximum: 0,
             maximum_packet_size: None,
+            problem_information: true,
         }
     }
 }
@@ -105,6 +109,7 @@ impl ClientCapabilities {
             receive_maximum: properties.receive_maximum.unwrap_or(u16::MAX).max(1),
             topic_alias_maximum: properties.topic_alias_maximum.unwrap_or(0),
             maximum_packet_size: properties.maximum_packet_size,
+            problem_information: properties.request_problem_information != Some(0),
         }
     }
 }
@@ -239,6 +244,12 @@ impl Session {
     /// The protocol version of the current (or last) connection.
     pub fn version(&self) -> ProtocolVersion {
         self.version
+    }
+
+    /// Whether reason strings may go on packets other than PUBLISH, CONNACK and DISCONNECT
+    /// (MQTT 5 Request Problem Information [MQTT-3.1.2-29]; always false for 3.1.1).
+    pub fn problem_information_allowed(&self) -> bool {
+        self.version.is_v5() && self.client.problem_information
     }
 
     /// The limits the session runs with.

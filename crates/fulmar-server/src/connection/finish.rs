@@ -34,10 +34,12 @@ impl Connection {
         };
         let server_reason = self.log_exit(&exit, peer);
         if let Some(reason) = server_reason.filter(|_| self.version.is_v5()) {
-            let disconnect = Disconnect {
-                reason,
-                properties: Properties::default(),
+            // A Reason String is always allowed on DISCONNECT [MQTT-3.1.2-29].
+            let properties = Properties {
+                reason_string: exit_text(&exit),
+                ..Properties::default()
             };
+            let disconnect = Disconnect { reason, properties };
             io.queue(&Packet::Disconnect(disconnect), self.version);
         }
         if !matches!(exit, Exit::Closed) {
@@ -126,5 +128,15 @@ impl Connection {
             }
             Exit::Shutdown => Some(ReasonCode::ServerShuttingDown),
         }
+    }
+}
+
+/// The Reason String sent with a server DISCONNECT.
+fn exit_text(exit: &Exit) -> Option<String> {
+    match exit {
+        Exit::Violation(error) => Some(error.to_string()),
+        Exit::TakenOver(_) => Some("session taken over by another connection".to_string()),
+        Exit::Shutdown => Some("broker shutting down".to_string()),
+        Exit::ClientDisconnect { .. } | Exit::Closed => None,
     }
 }

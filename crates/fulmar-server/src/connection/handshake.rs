@@ -57,7 +57,8 @@ where
         client_id: client_id.clone(),
     });
 
-    let settings = &broker.config().mqtt;
+    let config = broker.config();
+    let settings = &config.mqtt;
     let requested_expiry = session_expiry_requested(&connect);
     let expiry_secs = requested_expiry.min(settings.max_session_expiry_secs);
     let (slot, mut state) = broker.registry.lock(&client_id).await;
@@ -115,6 +116,7 @@ where
         slot,
         kick_rx: Some(kick_rx),
         batch: Vec::new(),
+        hold: Default::default(),
     })
 }
 
@@ -187,8 +189,8 @@ fn connack_properties(
     if !connect.protocol.is_v5() {
         return properties;
     }
-    let settings = &broker.config().mqtt;
-    let limits = &broker.config().limits;
+    let config = broker.config();
+    let (settings, limits) = (&config.mqtt, &config.limits);
     settings.advertise(
         &mut properties,
         limits.max_awaiting_pubrel,
@@ -306,11 +308,28 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // A Reason String is always allowed on CONNACK [MQTT-3.1.2-29]; 3.1.1 has no place for it.
+    let properties = Properties {
+        reason_string: Some(explain_refusal(reason).to_string()),
+        ..Properties::default()
+    };
     let connack = ConnAck {
         session_present: false,
         reason,
-        properties: Properties::default(),
+        properties,
     };
     io.queue(&Packet::ConnAck(connack), version);
     io.flush_within(Duration::from_secs(2)).await;
+}
+
+/// The Reason String of a refusing CONNACK.
+fn explain_refusal(reason: ReasonCode) -> &'static str {
+    match reason {
+        ReasonCode::UnsupportedProtocolVersion => "unsupported protocol version",
+        ReasonCode::ClientIdentifierNotValid => "client identifier not valid",
+        ReasonCode::BadUserNameOrPassword => "bad user name or password",
+        ReasonCode::NotAuthorized => "not authorized",
+        ReasonCode::BadAuthenticationMethod => "authentication method not supported",
+        _ => "connection refused",
+    }
 }

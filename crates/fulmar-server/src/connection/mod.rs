@@ -10,6 +10,7 @@
 
 mod finish;
 mod handshake;
+mod hold;
 mod io;
 
 use std::net::SocketAddr;
@@ -67,6 +68,7 @@ pub struct Connection {
     slot: Arc<Slot>,
     kick_rx: Option<oneshot::Receiver<Kick>>,
     batch: Vec<Delivery>,
+    hold: hold::PublisherHold,
 }
 
 /// Serves one accepted stream until it closes. Never panics on client input.
@@ -184,8 +186,8 @@ impl Connection {
         let mut was_paused = false;
         loop {
             // Whole packets may already be buffered: pipelined behind CONNECT, or held back
-            // while the publish rate paused reading.
-            if self.session.read_paused_until(Instant::now()).is_none() {
+            // while reading was paused (publish rate, or a congested subscriber).
+            if !self.reading_paused(Instant::now()) {
                 if let Some(exit) = self.handle_input(io, max_packet) {
                     return exit;
                 }
@@ -205,7 +207,8 @@ impl Connection {
                 bump(&self.broker.metrics().publish_rate_pauses);
             }
             was_paused = paused_until.is_some();
-            let can_read = io.wbuf.len() < high_water && paused_until.is_none();
+            let can_read =
+                io.wbuf.len() < high_water && paused_until.is_none() && !self.hold.is_holding();
             let resume_reading = async {
                 match paused_until {
                     Some(until) => tokio::time::sleep_until(until.into()).await,
@@ -218,6 +221,8 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
+            let holding = self.hold.is_holding();
+            let hold_wait = self.hold.wait();
             tokio::select! {
                 biased;
                 kick = kick => match kick {
@@ -240,6 +245,11 @@ impl Connection {
                     Ok(_) => {}
                 },
                 _ = self.mailbox.notified() => {}
+                _ = hold_wait, if holding => {
+                    if self.hold.release_ready(&mut self.session, Instant::now()) {
+                        bump(&self.broker.metrics().publisher_holds_expired);
+                    }
+                }
                 _ = resume_reading => {}
                 _ = &mut keep_alive => {
                     if let Err(e) = self.session.check_keep_alive(Instant::now()) {
@@ -282,6 +292,9 @@ impl Connection {
                 }
             }
         }
+        if sent + expired + too_large > 0 {
+            self.mailbox.after_drain();
+        }
         let metrics = self.broker.metrics();
         for (counter, n) in [
             (&metrics.messages_sent, sent),
@@ -294,6 +307,13 @@ impl Connection {
         }
     }
 
+    /// Whether packets from the client must wait: it exceeded its publish rate, or its last
+    /// QoS 1/2 message filled a subscriber's queue (see [`hold`]); TCP backpressure then
+    /// slows the publisher down instead of the broker dropping what it acknowledged.
+    fn reading_paused(&self, now: Instant) -> bool {
+        self.hold.is_holding() || self.session.read_paused_until(now).is_some()
+    }
+
     /// Decodes and handles every whole packet in the read buffer.
     fn handle_input<R, W>(&mut self, io: &mut Io<R, W>, max_packet: usize) -> Option<Exit> {
         loop {
@@ -302,8 +322,9 @@ impl Connection {
                     if let Some(exit) = self.handle_packet(packet) {
                         return Some(exit);
                     }
-                    // Over the publish rate: leave the rest buffered until the pause ends.
-                    if self.session.read_paused_until(Instant::now()).is_some() {
+                    // Over the publish rate, or holding for a congested subscriber: leave the
+                    // rest buffered until the pause ends.
+                    if self.reading_paused(Instant::now()) {
                         return None;
                     }
                 }
@@ -332,23 +353,33 @@ impl Connection {
                     // acknowledged); MQTT 5 answers 0x87 for QoS 1/2.
                     tracing::info!(client_id = %self.client_id, topic, "publish denied by ACL");
                     bump(&self.broker.metrics().publishes_denied);
-                    self.session
-                        .acknowledge_publish(&publish, ReasonCode::NotAuthorized);
+                    let denied = (publish.qos, publish.packet_id, ReasonCode::NotAuthorized);
+                    self.hold
+                        .acknowledge(&mut self.session, denied, None, Duration::ZERO);
                     return None;
                 }
                 let now = Instant::now();
-                let recipients = self.broker.publish(Message::from_publish(
-                    publish.clone(),
-                    Some(self.key),
-                    now,
-                ));
+                let (qos, packet_id) = (publish.qos, publish.packet_id);
+                let message = Message::from_publish(publish, Some(self.key), now);
+                let published = self.broker.publish(message);
                 // MQTT 5: 0x10 tells the publisher nobody received it.
-                let reason = if recipients == 0 {
+                let reason = if published.recipients == 0 {
                     ReasonCode::NoMatchingSubscribers
                 } else {
                     ReasonCode::Success
                 };
-                self.session.acknowledge_publish(&publish, reason);
+                // Never wait for our own queue: it drains only as we read our own acks.
+                let own = self.key;
+                let congested = published
+                    .congested
+                    .into_iter()
+                    .filter(|(key, _)| *key != own)
+                    .map(|(_, mailbox)| mailbox);
+                let hold_ms = self.broker.config().limits.max_publisher_hold_ms;
+                let max_hold = Duration::from_millis(hold_ms);
+                let ack = (qos, packet_id, reason);
+                self.hold
+                    .acknowledge(&mut self.session, ack, congested, max_hold);
             }
             Event::Subscribe(subscribe) => {
                 let subscriber = (self.key, &self.mailbox, &self.identity);
@@ -359,9 +390,17 @@ impl Connection {
                     Ok(reasons) => reasons,
                     Err(e) => return Some(Exit::Violation(e)),
                 };
+                let mut properties = Properties::default();
+                let refused = reasons.iter().find(|r| r.is_error());
+                if let Some(&refused) =
+                    refused.filter(|_| self.session.problem_information_allowed())
+                {
+                    properties.reason_string =
+                        Some(fulmar_core::session::explain(refused).to_string());
+                }
                 let suback = SubAck {
                     packet_id: subscribe.packet_id,
-                    properties: Properties::default(),
+                    properties,
                     reasons,
                 };
                 self.session.queue_transmit(Packet::SubAck(suback));

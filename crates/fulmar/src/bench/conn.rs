@@ -11,10 +11,10 @@ use std::task::{Context, Poll};
 use tokio::net::TcpStream;
 
 use super::engine::{GroupStats, Phase, Shared, Tick};
-use std::sync::atomic::Ordering::Relaxed;
 use super::payload::Stamp;
 use super::track::{Arrival, SeqTrack};
 use super::wire::{kind, parse, put_ack, Incoming, PublishTemplate};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Initial size of the read buffer (grown only for packets larger than it).
 const READ_BUF: usize = 64 * 1024;
@@ -287,7 +287,9 @@ impl Conn {
         }
         if shared.max_outstanding > 0 && p.receivers > 0 {
             let expected = shared.expected.load(Relaxed);
-            let outstanding = expected.saturating_sub(shared.distinct.load(Relaxed));
+            // Skipped (presumably lost) messages are settled: never wait for them.
+            let arrived = shared.distinct.load(Relaxed) + shared.settled.load(Relaxed);
+            let outstanding = expected.saturating_sub(arrived);
             if outstanding >= shared.max_outstanding {
                 return Some(now + 200_000); // subscribers are behind: look again shortly
             }
@@ -349,9 +351,17 @@ fn record(
     if publisher >= tracks.len() {
         tracks.resize_with(publisher + 1, SeqTrack::default);
     }
-    if tracks[publisher].record(stamp.seq) != Arrival::Duplicate {
-        stats.distinct += 1;
+    let track = &mut tracks[publisher];
+    let skipped = track.skipped;
+    match track.record(stamp.seq) {
+        Arrival::Duplicate => {}
+        Arrival::OutOfOrder => {
+            stats.distinct += 1;
+            stats.settled -= 1; // a skipped message turned up after all
+        }
+        Arrival::InOrder => stats.distinct += 1,
     }
+    stats.settled += track.skipped - skipped;
     stats.last_receive = now;
     if now >= tick.window_start && now < tick.window_end {
         stats.in_window += 1;

@@ -100,21 +100,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let broker_pid = args.broker_pid.map(|p| p.to_string());
     let broker_sample = || broker_pid.as_deref().and_then(sample);
     let shared = Arc::new(Shared::new(plan.publishers, args.max_outstanding));
-    let config = Arc::new(EngineConfig {
-        addr,
-        bind: args.bind.clone(),
-        version: super::wire::version(args.protocol),
-        qos: args.qos,
-        size: args.size as usize,
-        receivers: plan.receivers.clone(),
-        rate: args.rate,
-        limit: args.count,
-        window: args.inflight,
-        username: args.username.clone(),
-        password: args.password.clone(),
-        keepalive: args.keepalive,
-        connect_rate: args.connect_rate,
-    });
+    let config = Arc::new(engine_config(args, addr, &plan));
     let mut progress = Progress::new(args.quiet);
     let broker_before_connect = broker_sample();
     shared.setup_start.store(now_ns(), Relaxed);
@@ -188,6 +174,49 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let stats = finish(&shared);
 
     let expected = plan.publishers_known.then(|| expected(&shared, &plan));
+    let timeline = Timeline {
+        addr,
+        connect,
+        warmup,
+        window_start,
+        window_end_now,
+        run_started,
+        self_cpu: (self_start, self_end),
+        broker: (broker_start, broker_end),
+        expected,
+    };
+    Ok(assemble(args, &plan, &stats, timeline))
+}
+
+/// What the timeline observed, for [`assemble`].
+struct Timeline {
+    addr: SocketAddr,
+    connect: Connect,
+    warmup: f64,
+    window_start: u64,
+    /// When the drain (or the `conn` hold) ended.
+    window_end_now: u64,
+    run_started: u64,
+    self_cpu: (Option<ProcSample>, Option<ProcSample>),
+    broker: (Option<ProcSample>, Option<ProcSample>),
+    expected: Option<u64>,
+}
+
+/// Turns the counters and samples into the report (and the accounting errors).
+fn assemble(args: &BenchArgs, plan: &Plan, stats: &GroupStats, t: Timeline) -> Report {
+    let Timeline {
+        addr,
+        connect,
+        warmup,
+        window_start,
+        window_end_now,
+        run_started,
+        self_cpu: (self_start, self_end),
+        broker: (broker_start, broker_end),
+        expected,
+    } = t;
+    let total = plan.clients.len();
+    let threads = usize::from(args.threads);
     let window_end = match (args.scenario, args.count) {
         (Scenario::Conn, _) => window_end_now,
         (_, Some(_)) => stats.last_receive.max(window_start),
@@ -211,27 +240,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     };
     let wall = (window_end_now.saturating_sub(window_start)) as f64 / 1e9;
     let cpu_pct = 100.0 * cpu_s(self_start, self_end) / wall.max(1e-9) / threads as f64;
-    let broker_stats = args
-        .broker_pid
-        .zip(broker_start.zip(broker_end))
-        .map(|(pid, (a, b))| {
-            let cpu = cpu_s(Some(a), Some(b));
-            let (divisor, per) = if stats.after_window_start > 0 {
-                (stats.after_window_start, "delivered")
-            } else {
-                (stats.published, "published")
-            };
-            Broker {
-                pid,
-                cpu_s: cpu,
-                cpu_us_per_msg: (divisor > 0).then(|| cpu * 1e6 / divisor as f64),
-                per,
-                rss_start_bytes: a.rss,
-                rss_end_bytes: b.rss,
-                rss_per_connection_bytes: (args.scenario == Scenario::Conn && total > 0)
-                    .then(|| (b.rss as f64 - a.rss as f64) / total as f64),
-            }
-        });
+    let broker_stats = broker_stats(args, stats, total, broker_start.zip(broker_end));
 
     let mut errors = stats.errors.clone();
     if args.qos > 0 && lost > 0 {
@@ -240,7 +249,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     if args.qos == 2 && stats.duplicates > 0 {
         errors.push(format!("{} duplicates at QoS 2", stats.duplicates));
     }
-    Ok(Report {
+    Report {
         scenario: format!("{:?}", args.scenario).to_lowercase(),
         broker: addr.to_string(),
         protocol: if args.protocol == 5 { "5.0" } else { "3.1.1" },
@@ -286,6 +295,51 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         },
         broker_stats,
         errors,
+    }
+}
+
+/// The per-connection settings from the options.
+fn engine_config(args: &BenchArgs, addr: SocketAddr, plan: &Plan) -> EngineConfig {
+    EngineConfig {
+        addr,
+        bind: args.bind.clone(),
+        version: super::wire::version(args.protocol),
+        qos: args.qos,
+        size: args.size as usize,
+        receivers: plan.receivers.clone(),
+        rate: args.rate,
+        limit: args.count,
+        window: args.inflight,
+        username: args.username.clone(),
+        password: args.password.clone(),
+        keepalive: args.keepalive,
+        connect_rate: args.connect_rate,
+    }
+}
+
+/// Broker CPU per message and RSS, from the two `/proc` samples.
+fn broker_stats(
+    args: &BenchArgs,
+    stats: &GroupStats,
+    total: usize,
+    samples: Option<(ProcSample, ProcSample)>,
+) -> Option<Broker> {
+    let (pid, (a, b)) = args.broker_pid.zip(samples)?;
+    let cpu = b.cpu.saturating_sub(a.cpu).as_secs_f64();
+    let (divisor, per) = if stats.after_window_start > 0 {
+        (stats.after_window_start, "delivered")
+    } else {
+        (stats.published, "published")
+    };
+    Some(Broker {
+        pid,
+        cpu_s: cpu,
+        cpu_us_per_msg: (divisor > 0).then(|| cpu * 1e6 / divisor as f64),
+        per,
+        rss_start_bytes: a.rss,
+        rss_end_bytes: b.rss,
+        rss_per_connection_bytes: (args.scenario == Scenario::Conn && total > 0)
+            .then(|| (b.rss as f64 - a.rss as f64) / total as f64),
     })
 }
 

@@ -80,6 +80,8 @@ pub struct GroupStats {
     pub foreign: u64,
     /// Publishers that finished.
     pub publishers_done: u64,
+    /// Messages skipped over in a sequence and not (yet) arrived late: lost so far.
+    pub settled: u64,
     /// Last receive time (payload clock).
     pub last_receive: u64,
     /// Connections that failed after setup.
@@ -108,6 +110,7 @@ impl GroupStats {
             after_window_start: 0,
             foreign: 0,
             publishers_done: 0,
+            settled: 0,
             last_receive: 0,
             disconnects: 0,
             duplicates: 0,
@@ -170,6 +173,8 @@ pub struct Shared {
     pub distinct: AtomicU64,
     /// Live: publishers done.
     pub publishers_done: AtomicU64,
+    /// Live: messages skipped in their sequence (lost unless they turn up late).
+    pub settled: AtomicU64,
     /// Live: deliveries the publishes so far call for (sent × receivers), for the flow limit.
     pub expected: AtomicU64,
     /// `--max-outstanding` (0 = none).
@@ -194,6 +199,7 @@ impl Shared {
             distinct: AtomicU64::new(0),
             publishers_done: AtomicU64::new(0),
             expected: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
             max_outstanding,
         }
     }
@@ -439,6 +445,7 @@ async fn drive(mut conns: Vec<Conn>, shared: &Shared, keepalive: u16) -> GroupSt
     let ping_every = Duration::from_secs(u64::from(keepalive)) / 2;
     let mut last_ping = tokio::time::Instant::now();
     let mut reported = (0u64, 0u64, 0u64, 0u64);
+    let mut reported_settled = 0u64;
     let mut sleep = Box::pin(tokio::time::sleep(TICK));
     poll_fn(|cx| {
         let tick = shared.tick();
@@ -481,6 +488,17 @@ async fn drive(mut conns: Vec<Conn>, shared: &Shared, keepalive: u16) -> GroupSt
             .publishers_done
             .fetch_add(now.3 - reported.3, Relaxed);
         reported = now;
+        // `settled` can fall (a late arrival), so it is published as a difference both ways.
+        if stats.settled >= reported_settled {
+            shared
+                .settled
+                .fetch_add(stats.settled - reported_settled, Relaxed);
+        } else {
+            shared
+                .settled
+                .fetch_sub(reported_settled - stats.settled, Relaxed);
+        }
+        reported_settled = stats.settled;
         let mut wake = tokio::time::Instant::now() + TICK;
         if let Some(due) = earliest {
             wake = wake.min(instant_at(due).into());

@@ -159,7 +159,7 @@ impl Plan {
 fn subs_filters(pattern: &str, j: usize, p: usize, k: usize) -> Vec<String> {
     let own = expand(pattern, j % p);
     let mut filters = Vec::with_capacity(k);
-    filters.push(if j % 2 == 0 {
+    filters.push(if j & 1 == 0 {
         own
     } else {
         let mut levels: Vec<&str> = own.split('/').collect();

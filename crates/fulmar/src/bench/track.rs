@@ -26,6 +26,9 @@ pub struct SeqTrack {
     pub out_of_order: u64,
     /// Arrivals of a number already seen.
     pub duplicates: u64,
+    /// Numbers ever skipped over (each gap's length when it opened); with `out_of_order`,
+    /// the live count of missing messages, which the flow limit must not wait for.
+    pub skipped: u64,
 }
 
 /// What one arrival was.
@@ -46,6 +49,7 @@ impl SeqTrack {
         if seq >= self.next {
             if seq > self.next {
                 self.gaps.insert(self.next, seq);
+                self.skipped += seq - self.next;
             }
             self.next = seq + 1;
             return Arrival::InOrder;
