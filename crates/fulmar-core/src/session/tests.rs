@@ -362,7 +362,11 @@ fn invalid_utf8_payload_marked_utf8_gets_puback_0x99_and_is_not_routed() {
     let expected = Ack {
         packet_id: pid(9),
         reason: ReasonCode::PayloadFormatInvalid,
-        properties: Properties::default(),
+        // Request Problem Information defaults to 1: the refusal is explained.
+        properties: Properties {
+            reason_string: Some(super::explain(ReasonCode::PayloadFormatInvalid).to_string()),
+            ..Properties::default()
+        },
     };
     assert_eq!(drain(&mut s), vec![Packet::PubAck(expected)]);
 }
@@ -471,4 +475,91 @@ fn receive_maximum_of_the_client_bounds_the_window() {
     assert_eq!(s.outbound_window(), 1);
     send(&mut s, delivery(QoS::AtLeastOnce, b"1"), t0);
     assert_eq!(s.outbound_window(), 0);
+}
+
+// Found by the session fuzz target (fuzz/README.md, bugs 1 to 3): nothing the session sends may
+// exceed the client's Maximum Packet Size [MQTT-3.1.2-24].
+
+#[test]
+fn redelivery_too_large_for_the_new_maximum_packet_size_is_discarded_as_completed() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V5, 0, t0);
+    send(&mut s, delivery(QoS::AtLeastOnce, b"small"), t0);
+    send(&mut s, delivery(QoS::ExactlyOnce, &[0u8; 200]), t0);
+    s.attach(ProtocolVersion::V5, 0, SessionLimits::default(), t0);
+    // The server's handshake applies the new connection's capabilities after `attach`.
+    s.set_client_capabilities(ClientCapabilities {
+        maximum_packet_size: Some(64),
+        ..ClientCapabilities::default()
+    });
+    let resent = drain(&mut s);
+    assert_eq!(
+        resent.len(),
+        1,
+        "only the PUBLISH that fits is re-sent: {resent:?}"
+    );
+    assert!(matches!(&resent[0], Packet::Publish(p) if p.dup && &p.payload[..] == b"small"));
+    // [MQTT-3.1.2-25] the discarded one counts as sent and acknowledged: its id is free.
+    assert_eq!(
+        s.inflight().map(|e| e.packet_id).collect::<Vec<_>>(),
+        vec![pid(1)]
+    );
+}
+
+#[test]
+fn reason_string_is_left_out_when_the_ack_would_exceed_maximum_packet_size() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        validate_utf8_payload: true,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    s.set_client_capabilities(ClientCapabilities {
+        maximum_packet_size: Some(15),
+        ..ClientCapabilities::default()
+    });
+    let mut p = publish(QoS::AtLeastOnce, Some(6), false);
+    p.properties.payload_format_indicator = Some(1);
+    p.payload = Bytes::from_static(&[0xff]);
+    assert_eq!(s.handle(Packet::Publish(p), t0).unwrap(), None);
+    // [MQTT-3.4.2-2] the Reason String would make the PUBACK 55 bytes: it is dropped.
+    let expected = Ack {
+        packet_id: pid(6),
+        reason: ReasonCode::PayloadFormatInvalid,
+        properties: Properties::default(),
+    };
+    assert_eq!(drain(&mut s), vec![Packet::PubAck(expected)]);
+}
+
+#[test]
+fn outbound_topic_alias_is_left_out_when_it_would_exceed_maximum_packet_size() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        outbound_topic_aliases: true,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    // Topic "x", QoS 0, payload "1": 2 + 3 (topic) + 1 (properties) + 1 = 7 bytes, 10 with
+    // the Topic Alias property.
+    s.set_client_capabilities(ClientCapabilities {
+        topic_alias_maximum: 1,
+        maximum_packet_size: Some(7),
+        ..ClientCapabilities::default()
+    });
+    let plain = send(&mut s, delivery(QoS::AtMostOnce, b"1"), t0);
+    assert_eq!(
+        (plain.topic.as_str(), plain.properties.topic_alias),
+        ("x", None)
+    );
+    // The alias was not used up by the PUBLISH that went without it.
+    s.set_client_capabilities(ClientCapabilities {
+        topic_alias_maximum: 1,
+        maximum_packet_size: Some(10),
+        ..ClientCapabilities::default()
+    });
+    let aliased = send(&mut s, delivery(QoS::AtMostOnce, b"1"), t0);
+    assert_eq!(
+        (aliased.topic.as_str(), aliased.properties.topic_alias),
+        ("x", Some(1))
+    );
 }
