@@ -132,6 +132,11 @@ impl RuleFilter {
         if filter == "#" {
             return self.covers(subst, "+/#");
         }
+        // Likewise `/#`: its parent-level match would be the empty topic, which cannot exist
+        // [MQTT-4.7.3-1], so it matches exactly what `/+/#` matches.
+        if filter == "/#" {
+            return self.covers(subst, "/+/#");
+        }
         let mut sub_levels = filter.split('/');
         for level in &*self.levels {
             if *level == Level::Hash {

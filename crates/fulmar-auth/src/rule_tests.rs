@@ -140,3 +140,11 @@ proptest! {
         prop_assert_eq!(filter_covers(&rule, &sub), brute, "rule {:?} sub {:?}", rule, sub);
     }
 }
+
+/// Regression (found by `covering_agrees_with_brute_force`): `/#` can only match topics of two
+/// or more levels, because its parent-level match would be the empty topic.
+#[test]
+fn slash_hash_is_covered_by_two_wildcard_levels() {
+    assert!(crate::filter_covers("+/+/#", "/#"));
+    assert!(!crate::filter_covers("+/+/+", "/#"));
+}
