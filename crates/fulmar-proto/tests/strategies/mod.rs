@@ -65,8 +65,35 @@ pub fn reason_in(packet: PacketType) -> impl Strategy<Value = ReasonCode> {
     prop::sample::select(codes)
 }
 
+/// User properties in order; sometimes the first name repeats (names may repeat, section 3.1.2.11.8).
 pub fn user_properties() -> impl Strategy<Value = Vec<(String, String)>> {
-    vec((string(), string()), 0..3)
+    (vec((string(), string()), 0..3), of(string())).prop_map(|(mut pairs, repeat)| {
+        if let (Some(value), Some((name, _))) = (repeat, pairs.first().cloned()) {
+            pairs.push((name, value));
+        }
+        pairs
+    })
+}
+
+/// A Subscription Identifier (1..=268435455, a Variable Byte Integer): any value, or one at either end
+/// of each encoded length (1 to 4 bytes, section 1.5.5), which a uniform range almost never reaches.
+pub fn subscription_id() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        1..=268_435_455u32,
+        prop::sample::select(vec![
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            268_435_455
+        ]),
+        1..=127u32,
+        128..=16_383u32,
+        16_384..=2_097_151u32,
+    ]
 }
 
 pub fn reason_props() -> impl Strategy<Value = Properties> {
@@ -110,7 +137,7 @@ pub fn message_props() -> impl Strategy<Value = Properties> {
 pub fn publish_props() -> impl Strategy<Value = Properties> {
     (
         message_props(),
-        vec(1..=268_435_455u32, 0..3),
+        vec(subscription_id(), 0..3),
         of(1..=u16::MAX),
     )
         .prop_map(|(p, subscription_identifiers, topic_alias)| Properties {
@@ -371,7 +398,7 @@ pub fn options(v: ProtocolVersion) -> impl Strategy<Value = SubscriptionOptions>
 
 pub fn subscribe(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
     let props =
-        (of(1..=268_435_455u32), user_properties()).prop_map(|(id, user_properties)| Properties {
+        (of(subscription_id()), user_properties()).prop_map(|(id, user_properties)| Properties {
             subscription_identifiers: id.into_iter().collect(),
             user_properties,
             ..Properties::default()
