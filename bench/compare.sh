@@ -139,7 +139,7 @@ CONF
 }
 broker_cmd() { # $1 broker $2 dir
   case $1 in
-    fulmar) echo "$FULMAR serve --listen 127.0.0.1:$PORT" ;;
+    fulmar) echo "$FULMAR serve --no-persistence --listen 127.0.0.1:$PORT" ;;
     mosquitto) echo "$MOSQUITTO -c $2/mosquitto.conf" ;;
     rumqttd) echo "$RUMQTTD -q -c $2/rumqttd.toml" ;;
     nats) echo "$NATS -c $2/nats.conf" ;;

@@ -65,7 +65,7 @@ class Proc {
 }
 
 function startBroker(tcpPort, wsPort) {
-  return new Proc([FULMAR_BIN, 'serve', '--listen', `127.0.0.1:${tcpPort}`, '--listen-ws', `127.0.0.1:${wsPort}`]);
+  return new Proc([FULMAR_BIN, 'serve', '--no-persistence', '--listen', `127.0.0.1:${tcpPort}`, '--listen-ws', `127.0.0.1:${wsPort}`]);
 }
 
 const hasChat = spawnSync(FULMAR_BIN, ['chat', '--help'], { stdio: 'ignore' }).status === 0;

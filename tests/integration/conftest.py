@@ -221,6 +221,8 @@ def start_broker(tmp_path: Path, limits: dict | None = None, name: str = "broker
             argv = [binary, "serve", "--listen", f"127.0.0.1:{port}"]
         if ws_port is not None:
             argv += ["--listen-ws", f"127.0.0.1:{ws_port}"]
+        # Each broker its own store: parallel tests never share (or lock) a data directory.
+        argv += ["--data-dir", str(tmp_path / f"{name}-data")]
     broker = Broker(argv, port, log_path, AGAINST, ws_port)
     broker.wait_ready()
     return broker
@@ -352,6 +354,9 @@ def start_fulmar(request, tmp_path):
             argv += ["--listen", fill("127.0.0.1:{port}")]
             used_text += "{port}"
         argv += [fill(a) for a in args]
+        # Each broker its own store, unless the test chose one (or none).
+        if not {"--data-dir", "--no-persistence"} & set(args) and "[persistence]" not in (config_toml or ""):
+            argv += ["--data-dir", str(tmp_path / f"{name}-data")]
         port = ports["port"] if "{port}" in used_text else None
         extra = {key: ports[key] for key in ("port2", "tls_port") if "{" + key + "}" in used_text}
         b = Broker(argv, port, tmp_path / f"{name}.log", "fulmar", None, extra)

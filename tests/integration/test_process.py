@@ -30,7 +30,7 @@ def test_config_with_unknown_key_exits_nonzero_naming_the_key(tmp_path):
     # A typo'd key inside [limits]: it must be rejected, not silently ignored.
     conf.write_text(fulmar_config(f"127.0.0.1:{free_port()}", {"max_queued_messages": 10})
                     + "frobnicate_level = 3\n")
-    r = run_fulmar("serve", "--config", str(conf))
+    r = run_fulmar("serve", "--no-persistence", "--config", str(conf))
     assert r.returncode != 0
     assert "frobnicate_level" in r.stderr, r.stderr
 
@@ -39,7 +39,7 @@ def test_config_with_unknown_key_exits_nonzero_naming_the_key(tmp_path):
 def test_config_with_bad_value_exits_nonzero_naming_the_value(tmp_path):
     conf = tmp_path / "fulmar.toml"
     conf.write_text(fulmar_config(f"127.0.0.1:{free_port()}", {"max_inflight_messages": "plenty"}))
-    r = run_fulmar("serve", "--config", str(conf))
+    r = run_fulmar("serve", "--no-persistence", "--config", str(conf))
     assert r.returncode != 0
     assert "plenty" in r.stderr, r.stderr
 
@@ -48,7 +48,7 @@ def test_config_with_bad_value_exits_nonzero_naming_the_value(tmp_path):
 def test_config_with_bad_listener_address_exits_nonzero_naming_it(tmp_path):
     conf = tmp_path / "fulmar.toml"
     conf.write_text('[[listeners]]\nbind = "127.0.0.1:notaport"\n')
-    r = run_fulmar("serve", "--config", str(conf))
+    r = run_fulmar("serve", "--no-persistence", "--config", str(conf))
     assert r.returncode != 0
     assert "notaport" in r.stderr, r.stderr
 
@@ -59,7 +59,7 @@ def test_listen_on_port_in_use_exits_nonzero_naming_the_address():
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        r = run_fulmar("serve", "--listen", address)
+        r = run_fulmar("serve", "--no-persistence", "--listen", address)
     assert r.returncode != 0
     assert address in r.stderr, r.stderr
 
@@ -67,7 +67,7 @@ def test_listen_on_port_in_use_exits_nonzero_naming_the_address():
 @pytest.mark.fulmar_only
 def test_serve_logs_listening_address_and_accepts_on_every_listener(tmp_path, mqtt_client):
     ports = [free_port(), free_port()]
-    argv = [fulmar_binary(), "serve", *[a for p in ports for a in ("--listen", f"127.0.0.1:{p}")]]
+    argv = [fulmar_binary(), "serve", "--no-persistence", *[a for p in ports for a in ("--listen", f"127.0.0.1:{p}")]]
     b = Broker(argv, ports[0], tmp_path / "two.log", "fulmar")
     try:
         b.wait_ready()

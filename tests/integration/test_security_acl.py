@@ -245,7 +245,7 @@ def test_acl_file_with_an_unknown_keyword_stops_startup_naming_the_line(tmp_path
     bad = tmp_path / "bad-acl"
     bad.write_text("topic read a/#\n\nfrobnicate b/#\n")
     try:
-        proc = run([fulmar_bin(), "serve", "--listen", "127.0.0.1:0", "--acl-file", str(bad)], timeout=WAIT)
+        proc = run([fulmar_bin(), "serve", "--no-persistence", "--listen", "127.0.0.1:0", "--acl-file", str(bad)], timeout=WAIT)
     except subprocess.TimeoutExpired:
         pytest.fail("the broker started (and kept running) with a broken ACL file")
     out = proc.stdout + proc.stderr

@@ -273,7 +273,7 @@ def test_websocket_port_in_use_exits_nonzero_naming_the_address():
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         address = f"127.0.0.1:{taken.getsockname()[1]}"
-        r = run_fulmar("serve", "--listen", f"127.0.0.1:{free_port()}", "--listen-ws", address)
+        r = run_fulmar("serve", "--no-persistence", "--listen", f"127.0.0.1:{free_port()}", "--listen-ws", address)
     assert r.returncode != 0
     assert address in r.stderr, r.stderr
 

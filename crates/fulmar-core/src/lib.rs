@@ -20,6 +20,9 @@ pub mod session;
 
 pub use connect::{assign_client_id, validate_connect, ConnectDecision};
 pub use error::ProtocolError;
-pub use message::{Delivery, Message, SessionKey};
+pub use message::{Delivery, Message, SessionKey, StoredRef};
 pub use outbox::{Outbox, PushOutcome, QueueLimits};
-pub use session::{ClientCapabilities, Event, Outbound, Session, SessionLimits};
+pub use session::{
+    ClientCapabilities, Event, InflightEntry, Outbound, OutboundState, Persist, RestoredState,
+    Session, SessionLimits,
+};

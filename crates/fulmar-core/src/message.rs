@@ -92,6 +92,19 @@ pub struct Delivery {
     /// The shared subscription (`$share/{group}/{filter}`) this delivery was chosen for, so
     /// that it can go to another member if this session ends without acknowledging it.
     pub shared_filter: Option<Arc<str>>,
+    /// Where this delivery sits in the durable store, when it was queued there for a
+    /// persistent session (`None`: memory only).
+    pub stored: Option<StoredRef>,
+}
+
+/// A delivery's place in the durable store: its position in the session's stored queue and
+/// the id of the shared message body (one per message, however many sessions hold it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredRef {
+    /// Sequence in the session's stored queue (also the send order of its inflight entry).
+    pub seq: u64,
+    /// The stored message body's id.
+    pub body_id: u64,
 }
 
 impl Delivery {
@@ -103,6 +116,7 @@ impl Delivery {
             retain,
             subscription_ids: SmallVec::new(),
             shared_filter: None,
+            stored: None,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::admission::Admission;
 use crate::config::Config;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
+use crate::persist::Persistence;
 use crate::registry::Registry;
 use crate::security::Security;
 
@@ -61,6 +62,8 @@ pub struct Broker {
     pub(crate) admission: Arc<Admission>,
     pub(crate) security: Security,
     metrics: Metrics,
+    /// The durable store; `None` with persistence disabled.
+    pub(crate) persistence: Option<Persistence>,
     next_session_key: AtomicU64,
     client_id_nonce: AtomicU64,
 }
@@ -73,7 +76,17 @@ impl Broker {
 
     /// A broker whose authentication and ACL files are already loaded.
     pub fn with_security(config: Config, security: Security) -> Self {
+        Broker::with_parts(config, security, None)
+    }
+
+    /// A broker with its security loaded and its store (if persistence is on) opened.
+    pub fn with_parts(
+        config: Config,
+        security: Security,
+        persistence: Option<Persistence>,
+    ) -> Self {
         Broker {
+            persistence,
             security,
             config: RwLock::new(Arc::new(config)),
             subscriptions: RwLock::new(TopicTree::new()),
@@ -111,6 +124,10 @@ impl Broker {
             );
             fresh.auth = current.auth.clone();
         }
+        if fresh.persistence != current.persistence {
+            ignored.push("[persistence] changes need a restart; kept as they are".to_string());
+            fresh.persistence = current.persistence.clone();
+        }
         *self.config.write() = Arc::new(fresh);
         ignored
     }
@@ -118,6 +135,11 @@ impl Broker {
     /// Authentication and authorisation.
     pub fn security(&self) -> &Security {
         &self.security
+    }
+
+    /// The durable store, when persistence is on.
+    pub fn persistence(&self) -> Option<&Persistence> {
+        self.persistence.as_ref()
     }
 
     /// The broker's counters.

@@ -11,6 +11,7 @@ use fulmar_core::{QueueLimits, SessionLimits};
 use serde::Deserialize;
 
 pub use crate::mqtt_settings::MqttSettings;
+pub use crate::persist::settings::{FsyncSetting, PersistenceSettings};
 pub use crate::security::AuthSettings;
 pub use crate::tls::TlsSettings;
 
@@ -65,6 +66,9 @@ pub struct Config {
     /// Authentication and authorisation files.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// Durable storage (sessions, queues, retained messages, delayed wills).
+    #[serde(default)]
+    pub persistence: PersistenceSettings,
 }
 
 /// One listener (TCP, or WebSocket in `websocket_listeners`).
@@ -176,6 +180,7 @@ impl Default for Config {
             limits: Limits::default(),
             mqtt: MqttSettings::default(),
             auth: AuthSettings::default(),
+            persistence: PersistenceSettings::default(),
         }
     }
 }
@@ -339,6 +344,21 @@ mod tests {
             Config::parse("[[websocket_listeners]]\nbind = \"127.0.0.1:8083\"\n", "t").unwrap();
         assert_eq!(config.websocket_listeners[0].bind.port(), 8083);
         assert_eq!(config.listeners, Config::default().listeners);
+    }
+
+    #[test]
+    fn persistence_is_on_by_default_and_read() {
+        let config = Config::default();
+        assert!(config.persistence.enabled);
+        assert_eq!(config.persistence.fsync, FsyncSetting::Always);
+        let config = Config::parse(
+            "[persistence]\nenabled = false\ndata_dir = \"/tmp/x\"\nfsync = \"interval\"\n",
+            "t",
+        )
+        .unwrap();
+        assert!(!config.persistence.enabled);
+        assert_eq!(config.persistence.fsync, FsyncSetting::Interval);
+        assert!(Config::parse("[persistence]\nfsync = \"sometimes\"\n", "t").is_err());
     }
 
     #[test]

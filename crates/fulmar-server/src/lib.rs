@@ -14,6 +14,7 @@
 //!   [`lifecycle`]: parking, expiry, delayed wills, and the end of a session.
 //! - [`mailbox`]: a session's bounded outbox plus its wake-up.
 //! - [`metrics`]: the counters.
+//! - [`persist`]: durability: the store, the commit queue, recovery at startup.
 
 pub mod admission;
 pub mod assets;
@@ -26,6 +27,7 @@ pub mod listener;
 pub mod mailbox;
 pub mod metrics;
 pub mod mqtt_settings;
+pub mod persist;
 pub mod registry;
 pub mod routing;
 pub mod security;

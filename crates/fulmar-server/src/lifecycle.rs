@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use fulmar_core::Message;
 use fulmar_proto::Will;
+use fulmar_store::Mutation;
 
 use crate::broker::Broker;
 use crate::registry::{DetachedSession, Slot, SlotState};
@@ -20,6 +21,11 @@ impl Broker {
         if let Some(will) = detached.pending_will.take() {
             self.publish_will(will);
         }
+        // The stored session goes with everything it owns (its commit needs no waiting:
+        // nothing is acknowledged on the strength of it).
+        if let (Some(slot), Some(persistence)) = (detached.mailbox.store(), self.persistence()) {
+            drop(slot.delete(persistence));
+        }
         {
             let mut tree = self.subscriptions.write();
             for filter in detached.session.subscriptions().keys() {
@@ -29,7 +35,9 @@ impl Broker {
         let mut orphans = detached.session.take_unacknowledged();
         orphans.extend(detached.mailbox.with(|outbox| outbox.drain_all()));
         let mut handed_on = 0usize;
-        for delivery in orphans {
+        for mut delivery in orphans {
+            // Its stored copy belonged to the session that ended.
+            delivery.stored = None;
             if delivery.shared_filter.is_some() && self.redeliver_shared(detached.key, delivery) {
                 handed_on += 1;
             }
@@ -75,25 +83,53 @@ pub(crate) fn park(
     state: &mut SlotState,
     detached: DetachedSession,
 ) {
-    debug_assert!(detached.is_persistent());
     let will_delay = detached
         .pending_will
         .as_ref()
-        .and_then(|will| will.properties.will_delay_interval);
-    if let Some(delay) = will_delay {
+        .and_then(|will| will.properties.will_delay_interval)
+        .map(|secs| Duration::from_secs(u64::from(secs)));
+    let expiry = (detached.expiry_secs != u32::MAX)
+        .then(|| Duration::from_secs(u64::from(detached.expiry_secs)));
+    park_for(
+        broker,
+        client_id,
+        slot,
+        state,
+        detached,
+        (expiry, will_delay),
+    );
+}
+
+/// [`park`] with the time left until the session expires and until its will is due (`None`:
+/// never / no will); a session restored after a restart has only part of them left.
+pub(crate) fn park_for(
+    broker: &Arc<Broker>,
+    client_id: &str,
+    slot: &Arc<Slot>,
+    state: &mut SlotState,
+    detached: DetachedSession,
+    (expiry, will_delay): (Option<Duration>, Option<Duration>),
+) {
+    debug_assert!(detached.is_persistent());
+    if let Some(delay) = will_delay.filter(|_| detached.pending_will.is_some()) {
         let (broker, slot) = (Arc::clone(broker), Arc::clone(slot));
         let timer = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+            tokio::time::sleep(delay).await;
             let mut state = slot.lock().await;
-            let will = state.detached.as_mut().and_then(|d| d.pending_will.take());
-            if let Some(will) = will {
+            let Some(detached) = state.detached.as_mut() else {
+                return;
+            };
+            if let Some(will) = detached.pending_will.take() {
                 broker.publish_will(will);
+                let stored = detached.mailbox.store().map(|s| Arc::clone(&s.client_id));
+                if let (Some(client_id), Some(persistence)) = (stored, broker.persistence()) {
+                    drop(persistence.submit(vec![Mutation::DeleteWill { client_id }]));
+                }
             }
         });
         state.timers.push(timer.abort_handle());
     }
-    if detached.expiry_secs != u32::MAX {
-        let expiry = Duration::from_secs(u64::from(detached.expiry_secs));
+    if let Some(expiry) = expiry {
         let (broker, slot, client_id) =
             (Arc::clone(broker), Arc::clone(slot), client_id.to_string());
         let timer = tokio::spawn(async move {

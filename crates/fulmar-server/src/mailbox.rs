@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::persist::StoreSlot;
+
 /// The bounded outbox of one session plus the wake-up for its connection task.
 ///
 /// # Invariants
@@ -21,6 +23,9 @@ pub struct Mailbox {
     drained: Notify,
     /// A hold for this queue expired: publishers are not held for it until it drains.
     stalled: AtomicBool,
+    /// The stored session behind this mailbox, for a persistent session when persistence is
+    /// on: QoS 1/2 deliveries to it are queued in the store too.
+    store: Option<StoreSlot>,
 }
 
 /// What a push did, and whether the queue is now congested.
@@ -35,6 +40,11 @@ pub struct Pushed {
 impl Mailbox {
     /// An empty mailbox for an online session.
     pub fn new(client_id: String, limits: QueueLimits) -> Self {
+        Mailbox::with_store(client_id, limits, None)
+    }
+
+    /// An empty mailbox whose session is stored through `store` (see [`StoreSlot`]).
+    pub fn with_store(client_id: String, limits: QueueLimits, store: Option<StoreSlot>) -> Self {
         Mailbox {
             client_id,
             outbox: Mutex::new(Outbox::new(limits)),
@@ -42,7 +52,13 @@ impl Mailbox {
             congested: AtomicBool::new(false),
             drained: Notify::new(),
             stalled: AtomicBool::new(false),
+            store,
         }
+    }
+
+    /// The stored session behind this mailbox, if it is stored.
+    pub fn store(&self) -> Option<&StoreSlot> {
+        self.store.as_ref()
     }
 
     /// Queues a delivery and wakes the consumer when the queue was empty (a consumer that

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fulmar_core::{Delivery, Message, ProtocolError, PushOutcome, Session, SessionKey};
-use fulmar_proto::{ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, TopicFilter};
+use fulmar_proto::{QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, TopicFilter};
 use smallvec::SmallVec;
 
 use crate::broker::{Broker, Identity, Subscriber};
 use crate::mailbox::Mailbox;
 use crate::metrics::bump;
+use crate::persist::{self, Persistence};
 use fulmar_auth::Access;
+use fulmar_store::{CommitTicket, MessageBody, Mutation};
 
 /// The result of routing one message.
 #[derive(Debug, Default)]
@@ -22,6 +24,12 @@ pub struct Published {
     /// Online sessions whose queues are congested after this delivery: the publisher should
     /// be held until they drain (see `connection::hold`).
     pub congested: SmallVec<[(SessionKey, Arc<Mailbox>); 2]>,
+    /// The commit holding what this message changed in the store (queued for persistent
+    /// sessions, retained): a QoS 1/2 acknowledgement must wait for it.
+    pub ticket: Option<CommitTicket>,
+    /// The message was refused (not routed at all): a stored queue or the store is full
+    /// (0x97 Quota exceeded).
+    pub refused: Option<ReasonCode>,
 }
 
 /// One recipient of a message, before deduplication.
@@ -35,10 +43,13 @@ impl Broker {
     /// Routes an accepted message: updates the retained index when RETAIN is set, then
     /// delivers to every matching subscription.
     pub fn publish(&self, message: Message) -> Published {
+        self.publish_with(message, Vec::new())
+    }
+
+    /// [`Broker::publish`], committing `extra` mutations (e.g. the publisher's inbound QoS 2
+    /// id) in the same batch as the message's own (see `persist`).
+    pub fn publish_with(&self, message: Message, extra: Vec<Mutation>) -> Published {
         let message = Arc::new(message);
-        if message.retain {
-            self.update_retained(&message);
-        }
         let mut targets: SmallVec<[Target; 8]> = SmallVec::new();
         let acl = self.security().acl();
         let mut denied = 0u64;
@@ -64,9 +75,41 @@ impl Broker {
                 .deliveries_denied
                 .fetch_add(denied, std::sync::atomic::Ordering::Relaxed);
         }
-        let targets = merge_overlapping(targets);
+        let mut targets = merge_overlapping(targets);
+        let mut batch = extra;
+        let mut body = None;
+        // Stored recipients, locked (address order, once each) until the batch is submitted.
+        let mut stored: SmallVec<[Arc<Mailbox>; 4]> = targets
+            .iter()
+            .filter(|t| t.mailbox.store().is_some() && t.delivery.qos > QoS::AtMostOnce)
+            .map(|t| Arc::clone(&t.mailbox))
+            .collect();
+        stored.sort_unstable_by_key(|m| Arc::as_ptr(m) as usize);
+        stored.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        let _gates: SmallVec<[_; 4]> = stored
+            .iter()
+            .filter_map(|m| m.store().map(|slot| slot.gate()))
+            .collect();
+        if let Some(persistence) = self.persistence() {
+            if let Err(limit) = stage(persistence, &message, &mut targets, &mut batch, &mut body) {
+                bump(&self.metrics().dropped_queue_full);
+                tracing::warn!(topic = %message.topic, %limit, "QoS 1/2 message refused: store limit");
+                return Published {
+                    refused: Some(limit.reason_code()),
+                    ..Published::default()
+                };
+            }
+        }
+        if message.retain {
+            self.update_retained(&message, &mut batch, &mut body);
+        }
+        let ticket = match self.persistence() {
+            Some(persistence) if !batch.is_empty() => Some(persistence.submit(batch)),
+            _ => None,
+        };
         let mut published = Published {
             recipients: targets.len(),
+            ticket,
             ..Published::default()
         };
         for target in targets {
@@ -79,15 +122,32 @@ impl Broker {
 
     /// [MQTT-3.3.1-5..7] a retained message replaces the previous one for its topic; an
     /// empty payload removes it and is itself not stored.
-    fn update_retained(&self, message: &Arc<Message>) {
+    fn update_retained(
+        &self,
+        message: &Arc<Message>,
+        batch: &mut Vec<Mutation>,
+        body: &mut Option<Arc<MessageBody>>,
+    ) {
         let topic = message.topic.as_str();
         let mut retained = self.retained.write();
         if message.payload.is_empty() {
-            retained.remove(topic);
+            let existed = retained.remove(topic).is_some();
+            if existed && self.persistence().is_some() {
+                batch.push(Mutation::DeleteRetained {
+                    topic: message.topic.clone(),
+                });
+            }
         } else if retained.len() < self.config().limits.max_retained_messages
             || retained.get(topic).is_some()
         {
             retained.insert(topic, Arc::clone(message));
+            if let Some(persistence) = self.persistence() {
+                batch.push(Mutation::PutRetained(stored_body(
+                    persistence,
+                    message,
+                    body,
+                )));
+            }
         } else {
             drop(retained);
             bump(&self.metrics().retained_refused);
@@ -300,6 +360,58 @@ impl Broker {
             None => false,
         }
     }
+}
+
+/// Adds an `Enqueue` for every QoS 1/2 delivery to a stored session, sharing one body, and
+/// marks those deliveries stored. The caller holds the slots' gates until it has submitted
+/// the batch (see `persist`). Fails, adding nothing, when a stored queue or the store is full.
+fn stage(
+    persistence: &Persistence,
+    message: &Arc<Message>,
+    targets: &mut [Target],
+    batch: &mut Vec<Mutation>,
+    body: &mut Option<Arc<MessageBody>>,
+) -> Result<(), fulmar_store::LimitExceeded> {
+    let size = message.queued_size() as u64;
+    for target in targets.iter() {
+        if let Some(slot) = target.mailbox.store() {
+            if target.delivery.qos > QoS::AtMostOnce {
+                persistence.check_room(&slot.client_id, size)?;
+            }
+        }
+    }
+    for target in targets.iter_mut() {
+        let Some(slot) = target.mailbox.store() else {
+            continue;
+        };
+        if target.delivery.qos == QoS::AtMostOnce || !slot.is_open() {
+            continue;
+        }
+        let body = stored_body(persistence, message, body);
+        let seq = slot.next_seq();
+        target.delivery.stored = Some(fulmar_core::StoredRef {
+            seq,
+            body_id: body.id.0,
+        });
+        batch.push(Mutation::Enqueue {
+            client_id: Arc::clone(&slot.client_id),
+            seq,
+            delivery: persist::queued_of(&target.delivery, body),
+        });
+    }
+    Ok(())
+}
+
+/// The message's stored body, made once per message however many records refer to it.
+fn stored_body(
+    persistence: &Persistence,
+    message: &Message,
+    body: &mut Option<Arc<MessageBody>>,
+) -> Arc<MessageBody> {
+    Arc::clone(body.get_or_insert_with(|| {
+        let id = persistence.new_body_id();
+        persist::body_of(message, id, Instant::now(), persist::unix_ms_now())
+    }))
 }
 
 fn target_for(message: &Arc<Message>, key: SessionKey, subscriber: &Subscriber) -> Option<Target> {

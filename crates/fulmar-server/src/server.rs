@@ -11,9 +11,11 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::listener::{self, BindError};
+use crate::persist::Persistence;
 use crate::security::{Security, SecurityError};
 use crate::tls::{ReloadableTls, TlsError};
 use crate::transport::{self, ListenerContext};
+use fulmar_store::{Snapshot, StoreLimits};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,65 @@ pub enum StartError {
     /// A TLS certificate, key or CA could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The store could not be opened or read (corrupt, locked by another broker, written by
+    /// an unknown format version, unreadable): the broker does not start without it.
+    #[error("cannot open the store in {dir}: {source} (move the directory away to start empty, or run with --no-persistence)")]
+    Store {
+        /// The data directory.
+        dir: String,
+        /// What went wrong.
+        source: fulmar_store::StoreError,
+    },
+}
+
+/// Opens the store when persistence is on, with the limits of `[limits]`.
+fn open_store(config: &Config) -> Result<(Option<Persistence>, Option<Snapshot>), StartError> {
+    let settings = &config.persistence;
+    if !settings.enabled {
+        return Ok((None, None));
+    }
+    let limits = StoreLimits {
+        max_queued_messages: config.limits.max_queued_messages as u64,
+        max_queued_bytes: config.limits.max_queued_bytes as u64,
+        ..StoreLimits::default()
+    };
+    let (persistence, snapshot) =
+        Persistence::open(settings, limits).map_err(|source| StartError::Store {
+            dir: settings.data_dir.display().to_string(),
+            source,
+        })?;
+    tracing::info!(dir = %settings.data_dir.display(), fsync = ?settings.fsync, "persistence on");
+    Ok((Some(persistence), Some(snapshot)))
+}
+
+/// A listener's authentication and TLS context; its TLS material joins `tls_configs` (for
+/// SIGHUP reloads).
+fn listener_context(
+    listener_config: &crate::config::ListenerConfig,
+    tls_configs: &mut Vec<Arc<ReloadableTls>>,
+) -> Result<Arc<ListenerContext>, TlsError> {
+    let tls = match &listener_config.tls {
+        Some(settings) => Some(Arc::new(ReloadableTls::new(settings.clone())?)),
+        None => None,
+    };
+    tls_configs.extend(tls.clone());
+    Ok(Arc::new(ListenerContext {
+        allow_anonymous: listener_config.allow_anonymous,
+        tls,
+    }))
+}
+
+/// Rebuilds the stored state before anything is accepted, and logs what was found.
+async fn recover_logged(broker: &Arc<Broker>, snapshot: Snapshot) {
+    let found = broker.recover(snapshot).await;
+    tracing::info!(
+        retained = found.retained,
+        sessions = found.sessions,
+        expired = found.expired,
+        queued = found.queued,
+        inflight = found.inflight,
+        "store recovered"
+    );
 }
 
 /// A broker whose listeners are bound and accepting.
@@ -45,38 +106,23 @@ impl Server {
     /// none) and starts accepting.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let security = Security::load(config.auth.clone())?;
+        let (persistence, snapshot) = open_store(&config)?;
         let mut listeners = Vec::new();
         let mut tls_configs = Vec::new();
         for listener_config in &config.listeners {
-            let tls = match &listener_config.tls {
-                Some(settings) => Some(Arc::new(ReloadableTls::new(settings.clone())?)),
-                None => None,
-            };
-            tls_configs.extend(tls.clone());
-            let context = ListenerContext {
-                allow_anonymous: listener_config.allow_anonymous,
-                tls,
-            };
-            listeners.push((
-                Arc::new(context),
-                listener::bind(listener_config.bind).await?,
-            ));
+            let context = listener_context(listener_config, &mut tls_configs)?;
+            listeners.push((context, listener::bind(listener_config.bind).await?));
         }
         let mut ws_listeners = Vec::new();
         for listener_config in &config.websocket_listeners {
-            let tls = match &listener_config.tls {
-                Some(settings) => Some(Arc::new(ReloadableTls::new(settings.clone())?)),
-                None => None,
-            };
-            tls_configs.extend(tls.clone());
-            let context = ListenerContext {
-                allow_anonymous: listener_config.allow_anonymous,
-                tls,
-            };
+            let context = listener_context(listener_config, &mut tls_configs)?;
             let bind = listener_config.bind;
-            ws_listeners.push((bind, Arc::new(context), listener::bind(bind).await?));
+            ws_listeners.push((bind, context, listener::bind(bind).await?));
         }
-        let broker = Arc::new(Broker::with_security(config, security));
+        let broker = Arc::new(Broker::with_parts(config, security, persistence));
+        if let Some(snapshot) = snapshot {
+            recover_logged(&broker, snapshot).await;
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let connections = Arc::new(parking_lot::Mutex::new(JoinSet::new()));
         let connection_ids = Arc::new(AtomicU64::new(1));
@@ -186,6 +232,9 @@ impl Server {
         if drained.is_err() {
             tracing::warn!("some connections did not close within {grace:?}; aborting them");
             connections.abort_all();
+        }
+        if let Some(persistence) = self.broker.persistence() {
+            persistence.close().await;
         }
         tracing::info!("broker stopped");
     }

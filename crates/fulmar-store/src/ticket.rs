@@ -60,6 +60,12 @@ impl CommitTicket {
         ticket
     }
 
+    /// A ticket that has already failed with `error` (for callers that could not submit,
+    /// e.g. after the queue was shut down).
+    pub fn failed(error: StoreError) -> CommitTicket {
+        CommitTicket::ready(Err(error))
+    }
+
     /// Whether the outcome is known (`wait` would not block).
     pub fn is_done(&self) -> bool {
         self.shared.slot.lock().result.is_some()

@@ -29,6 +29,13 @@ pub struct ServeArgs {
     /// replaces the websocket listeners of the config file.
     #[arg(long = "listen-ws", value_name = "ADDR:PORT")]
     listen_ws: Vec<SocketAddr>,
+    /// Directory of the durable store (sessions, queues, retained messages); replaces
+    /// `persistence.data_dir` (default ./fulmar-data).
+    #[arg(long = "data-dir", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keep everything in memory: nothing survives a restart.
+    #[arg(long = "no-persistence", conflicts_with = "data_dir")]
+    no_persistence: bool,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -93,6 +100,13 @@ fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if !args.listen_ws.is_empty() {
         config.websocket_listeners = listeners(&args.listen_ws);
+    }
+    if let Some(dir) = &args.data_dir {
+        config.persistence.data_dir = dir.clone();
+        config.persistence.enabled = true;
+    }
+    if args.no_persistence {
+        config.persistence.enabled = false;
     }
     args.security.apply(&mut config)?;
     Ok(config)

@@ -191,7 +191,12 @@ fn real_broker() -> (Broker, u16) {
         .expect("addr")
         .port();
     let child = Command::new(env!("CARGO_BIN_EXE_fulmar"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--no-persistence",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -40,7 +40,7 @@ impl Broker {
         ));
         let log_file = File::create(&log).expect("cannot create broker log file");
         let child = Command::new(env!("CARGO_BIN_EXE_fulmar"))
-            .args(["serve", "--listen", &addr.to_string()])
+            .args(["serve", "--no-persistence", "--listen", &addr.to_string()])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)

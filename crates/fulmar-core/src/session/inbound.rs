@@ -109,6 +109,13 @@ impl Session {
     /// client that lost our PUBCOMP can finish), with 0x92 for MQTT 5.
     pub(super) fn handle_pubrel(&mut self, rel: Ack) {
         let known = self.inbound_qos2.remove(&rel.packet_id);
+        if known && self.is_recording() {
+            // The server sends PUBCOMP once the release is committed (see `Persist`).
+            self.record(super::Persist::InboundReleased {
+                packet_id: rel.packet_id,
+            });
+            return;
+        }
         let reason = if known || !self.version.is_v5() {
             ReasonCode::Success
         } else {

@@ -32,6 +32,9 @@ pub struct InflightEntry {
     pub delivery: Option<Delivery>,
     /// Progress of the exchange.
     pub state: OutboundState,
+    /// The delivery's sequence in the durable store, when the exchange is stored
+    /// (kept past PUBREC, when `delivery` is gone).
+    pub stored_seq: Option<u64>,
 }
 
 /// Open outbound exchanges in the order they were started.
@@ -61,10 +64,21 @@ impl Inflight {
         let packet_id = self.allocate_id();
         self.entries.push_back(InflightEntry {
             packet_id,
+            stored_seq: delivery.stored.map(|s| s.seq),
             delivery: Some(delivery),
             state,
         });
         packet_id
+    }
+
+    /// Rebuilds the window from restored exchanges, in send order; ids continue after the
+    /// last one so a fresh id never collides with a restored one.
+    pub fn restore(entries: Vec<InflightEntry>) -> Self {
+        let last_id = entries.last().map_or(0, |e| e.packet_id.get());
+        Inflight {
+            entries: entries.into(),
+            last_id,
+        }
     }
 
     /// Next id after the last one handed out that no open exchange uses. Acks mostly arrive
@@ -90,41 +104,47 @@ impl Inflight {
             .position(|e| e.packet_id == packet_id && e.state == state)
     }
 
-    /// Completes the exchange `packet_id` if it is in `state`; returns whether it was.
-    pub fn complete(&mut self, packet_id: PacketId, state: OutboundState) -> bool {
-        match self.position(packet_id, state) {
-            Some(index) => {
-                self.entries.remove(index);
-                true
-            }
-            None => false,
-        }
+    /// Completes the exchange `packet_id` if it is in `state`; returns it if it was.
+    pub fn complete(&mut self, packet_id: PacketId, state: OutboundState) -> Option<InflightEntry> {
+        let index = self.position(packet_id, state)?;
+        self.entries.remove(index)
     }
 
     /// PUBREC for `packet_id`: the exchange moves on to awaiting PUBCOMP and the message is
-    /// released. Returns whether such an exchange was open.
-    pub fn received(&mut self, packet_id: PacketId) -> bool {
+    /// released. Returns whether such an exchange was open, and whether this PUBREC moved it
+    /// (with its stored sequence) rather than repeating an earlier one.
+    pub fn received(&mut self, packet_id: PacketId) -> (bool, Option<Option<u64>>) {
         match self.position(packet_id, OutboundState::AwaitingPubRec) {
             Some(index) => {
                 let entry = &mut self.entries[index];
                 entry.state = OutboundState::AwaitingPubComp;
                 entry.delivery = None;
-                true
+                (true, Some(entry.stored_seq))
             }
-            None => self
-                .position(packet_id, OutboundState::AwaitingPubComp)
-                .is_some(),
+            None => (
+                self.position(packet_id, OutboundState::AwaitingPubComp)
+                    .is_some(),
+                None,
+            ),
         }
     }
 
     /// Drops the exchanges whose PUBLISH would be re-sent but whose message has expired
-    /// [MQTT-3.3.2-5]; exchanges past PUBREC only need PUBREL and stay.
-    pub fn drop_expired(&mut self, now: std::time::Instant) {
+    /// [MQTT-3.3.2-5]; exchanges past PUBREC only need PUBREL and stay. Returns the dropped
+    /// ones that were stored.
+    pub fn drop_expired(&mut self, now: std::time::Instant) -> Vec<PacketId> {
+        let mut dropped = Vec::new();
         self.entries.retain(|e| {
-            e.delivery
+            let keep = e
+                .delivery
                 .as_ref()
-                .is_none_or(|d| !d.message.is_expired(now))
+                .is_none_or(|d| !d.message.is_expired(now));
+            if !keep && e.stored_seq.is_some() {
+                dropped.push(e.packet_id);
+            }
+            keep
         });
+        dropped
     }
 
     /// Removes every exchange, returning the messages that were never acknowledged (those
@@ -171,7 +191,11 @@ mod tests {
         inflight.last_id = u16::MAX - 1;
         let c = inflight.start(dummy(), OutboundState::AwaitingPubAck);
         assert_eq!(c.get(), 2, "65535 and 1 are in flight, so 2 is next");
-        assert!(inflight.complete(a, OutboundState::AwaitingPubAck));
-        assert!(!inflight.complete(a, OutboundState::AwaitingPubAck));
+        assert!(inflight
+            .complete(a, OutboundState::AwaitingPubAck)
+            .is_some());
+        assert!(inflight
+            .complete(a, OutboundState::AwaitingPubAck)
+            .is_none());
     }
 }

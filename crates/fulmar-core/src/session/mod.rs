@@ -13,6 +13,7 @@
 mod inbound;
 mod inflight;
 mod outbound;
+mod persist;
 mod rate;
 #[cfg(test)]
 mod tests;
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use ahash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use fulmar_proto::{
-    Ack, Auth, Disconnect, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
-    Subscribe, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
+    encoded_len, Ack, Auth, Disconnect, Packet, PacketId, Properties, ProtocolVersion, Publish,
+    QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
 };
 
 use crate::error::ProtocolError;
@@ -31,6 +32,7 @@ pub use inbound::explain;
 use inflight::Inflight;
 pub use inflight::{InflightEntry, OutboundState};
 pub use outbound::{build_publish, Outbound};
+pub use persist::{Persist, RestoredState};
 pub use rate::PublishRate;
 
 /// Per-session limits and server policy, from the broker's configuration.
@@ -159,6 +161,9 @@ pub struct Session {
     publish_rate: PublishRate,
     /// Until when the server must not read from the client (publish rate exceeded).
     paused_until: Option<Instant>,
+    /// Changes of the durable state not yet taken by the server; `None` for a session that
+    /// is not stored (see `persist.rs`).
+    persist_log: Option<Vec<Persist>>,
 }
 
 impl Session {
@@ -189,6 +194,7 @@ impl Session {
                 now,
             ),
             paused_until: None,
+            persist_log: None,
         }
     }
 
@@ -214,7 +220,9 @@ impl Session {
         self.inbound_aliases.clear();
         self.outbound_aliases.clear();
         self.transmit.clear();
-        self.inflight.drop_expired(now);
+        for packet_id in self.inflight.drop_expired(now) {
+            self.record(Persist::Completed { packet_id });
+        }
         let version = self.version;
         for entry in self.inflight.iter() {
             let packet = match &entry.delivery {
@@ -304,8 +312,38 @@ impl Session {
     }
 
     /// The next protocol reply to send, if any.
+    ///
+    /// Nothing leaves larger than the client's Maximum Packet Size [MQTT-3.1.2-24]: a reply
+    /// loses its Reason String and User Properties first ([MQTT-3.4.2-2] and the like), and
+    /// a redelivered PUBLISH that is too large (the client lowered its maximum when it
+    /// reconnected) is discarded as if it had been sent and acknowledged [MQTT-3.1.2-25].
     pub fn poll_transmit(&mut self) -> Option<Packet> {
-        self.transmit.pop_front()
+        loop {
+            let mut packet = self.transmit.pop_front()?;
+            let Some(max) = self.client.maximum_packet_size else {
+                return Some(packet);
+            };
+            let fits = |p: &Packet| encoded_len(p, self.version).is_ok_and(|n| n <= max as usize);
+            if fits(&packet) {
+                return Some(packet);
+            }
+            if let Packet::Publish(publish) = &packet {
+                if let Some(packet_id) = publish.packet_id {
+                    let state = match publish.qos {
+                        QoS::ExactlyOnce => OutboundState::AwaitingPubRec,
+                        _ => OutboundState::AwaitingPubAck,
+                    };
+                    let done = self.inflight.complete(packet_id, state);
+                    self.record_completed(done);
+                }
+                continue;
+            }
+            if let Some(properties) = reply_properties(&mut packet) {
+                properties.reason_string = None;
+                properties.user_properties.clear();
+            }
+            return Some(packet);
+        }
     }
 
     /// Handles one packet received from the client at `now`.
@@ -314,8 +352,10 @@ impl Session {
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish),
             Packet::PubAck(ack) => {
-                self.inflight
+                let done = self
+                    .inflight
                     .complete(ack.packet_id, OutboundState::AwaitingPubAck);
+                self.record_completed(done);
                 Ok(None)
             }
             Packet::PubRec(rec) => {
@@ -327,8 +367,10 @@ impl Session {
                 Ok(None)
             }
             Packet::PubComp(comp) => {
-                self.inflight
+                let done = self
+                    .inflight
                     .complete(comp.packet_id, OutboundState::AwaitingPubComp);
+                self.record_completed(done);
                 Ok(None)
             }
             Packet::Subscribe(subscribe) => Ok(Some(Event::Subscribe(subscribe))),
@@ -342,6 +384,20 @@ impl Session {
             Packet::Connect(_) => Err(ProtocolError::SecondConnect),
             other => Err(ProtocolError::UnexpectedPacket(other.kind_name())),
         }
+    }
+}
+
+/// The properties of a reply that may carry a Reason String or User Properties.
+fn reply_properties(packet: &mut Packet) -> Option<&mut Properties> {
+    match packet {
+        Packet::PubAck(ack) | Packet::PubRec(ack) | Packet::PubRel(ack) | Packet::PubComp(ack) => {
+            Some(&mut ack.properties)
+        }
+        Packet::SubAck(suback) => Some(&mut suback.properties),
+        Packet::UnsubAck(unsuback) => Some(&mut unsuback.properties),
+        Packet::Disconnect(disconnect) => Some(&mut disconnect.properties),
+        Packet::Auth(auth) => Some(&mut auth.properties),
+        _ => None,
     }
 }
 

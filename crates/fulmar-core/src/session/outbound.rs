@@ -59,51 +59,83 @@ impl Session {
             // Sized with a placeholder id: ids have a fixed width.
             publish.packet_id = PacketId::new(1);
         }
+        // Sized with the alias: its 3-byte property is more than a topic of one or two bytes
+        // saves [MQTT-3.1.2-24]. Too large with it, the PUBLISH may still fit without.
+        let topic = publish.topic.clone();
+        let new_alias = self.apply_outbound_alias(&mut publish);
         if let Some(max) = self.client.maximum_packet_size {
-            let size = publish_encoded_len(&publish, self.version).unwrap_or(usize::MAX);
-            if size > max as usize {
-                return Outbound::TooLarge;
+            let fits = |p: &Publish| {
+                publish_encoded_len(p, self.version).is_ok_and(|size| size <= max as usize)
+            };
+            if !fits(&publish) {
+                publish.properties.topic_alias = None;
+                publish.topic = topic.clone();
+                if !fits(&publish) {
+                    return Outbound::TooLarge;
+                }
             }
         }
-        self.apply_outbound_alias(&mut publish);
+        if let (Some(alias), Some(_)) = (new_alias, publish.properties.topic_alias) {
+            self.outbound_aliases.insert(topic, alias);
+        }
         let state = match delivery.qos {
             QoS::AtMostOnce => return Outbound::Send(publish),
             QoS::AtLeastOnce => OutboundState::AwaitingPubAck,
             QoS::ExactlyOnce => OutboundState::AwaitingPubRec,
         };
         debug_assert!(self.outbound_window() > 0, "caller must respect the window");
-        publish.packet_id = Some(self.inflight.start(delivery, state));
+        let stored = delivery.stored.is_some() && self.is_recording();
+        let record = stored.then(|| delivery.clone());
+        let packet_id = self.inflight.start(delivery, state);
+        publish.packet_id = Some(packet_id);
+        if let Some(delivery) = record {
+            self.record(super::Persist::Sent {
+                packet_id,
+                state,
+                delivery,
+            });
+        }
         Outbound::Send(publish)
     }
 
     /// MQTT 5 §3.3.2.3.4: the first PUBLISH of a topic carries topic and a new alias, later
     /// ones only the alias; once the client's Topic Alias Maximum is used up, new topics go
     /// out in full (aliases are never reassigned, so no ordering hazards arise).
-    fn apply_outbound_alias(&mut self, publish: &mut Publish) {
+    /// Returns a new alias for the caller to register once the PUBLISH is sure to be sent.
+    fn apply_outbound_alias(&self, publish: &mut Publish) -> Option<u16> {
         if !self.limits.outbound_topic_aliases || self.client.topic_alias_maximum == 0 {
-            return;
+            return None;
         }
         if let Some(&alias) = self.outbound_aliases.get(&publish.topic) {
             publish.properties.topic_alias = Some(alias);
             publish.topic = TopicName::empty();
-            return;
+            return None;
         }
         let next = self.outbound_aliases.len() + 1;
         if next <= usize::from(self.client.topic_alias_maximum) {
             let alias = next as u16;
-            self.outbound_aliases.insert(publish.topic.clone(), alias);
             publish.properties.topic_alias = Some(alias);
+            return Some(alias);
         }
+        None
     }
 
     pub(super) fn handle_pubrec(&mut self, rec: Ack) {
         if self.version.is_v5() && rec.reason.is_error() {
             // MQTT 5 §4.3.3: an error PUBREC ends the exchange; no PUBREL.
-            self.inflight
+            let done = self
+                .inflight
                 .complete(rec.packet_id, OutboundState::AwaitingPubRec);
+            self.record_completed(done);
             return;
         }
-        let known = self.inflight.received(rec.packet_id);
+        let (known, moved) = self.inflight.received(rec.packet_id);
+        if let Some(Some(seq)) = moved {
+            self.record(super::Persist::Released {
+                packet_id: rec.packet_id,
+                seq,
+            });
+        }
         let reason = if known || !self.version.is_v5() {
             ReasonCode::Success
         } else {

@@ -47,6 +47,7 @@ impl Connection {
             io.shutdown_within(CLOSING_FLUSH).await;
         }
         self.mailbox.with(|outbox| outbox.set_online(false));
+        self.flush_persist();
         let will = self.will.take().filter(|_| will_due);
         let mut detached = DetachedSession {
             key: self.key,
@@ -90,6 +91,7 @@ impl Connection {
                     state.owner = None;
                 }
                 if mine && detached.is_persistent() {
+                    super::store::store_parked(&self.broker, &detached);
                     lifecycle::park(&self.broker, &self.client_id, &self.slot, &mut state, detached);
                 } else {
                     self.broker.end_session(detached);

@@ -13,8 +13,10 @@ use super::io::Io;
 use super::Connection;
 use crate::broker::{Broker, Identity};
 use crate::mailbox::Mailbox;
+use crate::persist::StoreSlot;
 use crate::registry::{DetachedSession, Kick, Owner, SlotState};
 use crate::security::Origin;
+use fulmar_store::{Mutation, SessionRecord};
 
 /// How long a new connection waits for the previous owner of its client id to hand over.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,6 +87,13 @@ where
         kick: kick_tx,
     });
     drop(state);
+    // The session record is committed before CONNACK: what the client is told about its
+    // session (present, expiry) holds across a crash from then on.
+    if let Err(e) = store_connected(broker, &mailbox, expiry_secs, version).await {
+        tracing::error!(%client_id, error = %e, "cannot store the session; refusing CONNECT");
+        refuse(io, version, ReasonCode::ServerUnavailable).await;
+        return None;
+    }
 
     let granted = Granted {
         client_id: &client_id,
@@ -146,7 +155,7 @@ fn resume_or_create(
             if let Some(prev) = other {
                 broker.end_session(prev);
             }
-            let session = Session::new(
+            let mut session = Session::new(
                 client_id.to_string(),
                 version,
                 connect.keep_alive,
@@ -154,7 +163,15 @@ fn resume_or_create(
                 now,
             );
             let queue_limits = broker.config().queue_limits();
-            let mailbox = Arc::new(Mailbox::new(client_id.to_string(), queue_limits));
+            // A persistent session is stored (when persistence is on); it logs its changes.
+            let store = (expiry_secs > 0 && broker.persistence().is_some())
+                .then(|| StoreSlot::new(Arc::from(client_id), 0));
+            session.set_recording(store.is_some());
+            let mailbox = Arc::new(Mailbox::with_store(
+                client_id.to_string(),
+                queue_limits,
+                store,
+            ));
             let key = broker.new_session_key();
             let fresh = DetachedSession {
                 key,
@@ -166,6 +183,30 @@ fn resume_or_create(
             (fresh, false)
         }
     }
+}
+
+/// Stores a connected persistent session (no disconnect time) and drops a stored delayed
+/// will, which a resume cancels [MQTT-3.1.3-9].
+async fn store_connected(
+    broker: &Broker,
+    mailbox: &Mailbox,
+    expiry_secs: u32,
+    version: ProtocolVersion,
+) -> Result<(), fulmar_store::StoreError> {
+    let (Some(slot), Some(persistence)) = (mailbox.store(), broker.persistence()) else {
+        return Ok(());
+    };
+    let client_id = Arc::clone(&slot.client_id);
+    let batch = vec![
+        Mutation::PutSession(SessionRecord {
+            client_id: Arc::clone(&client_id),
+            expiry_interval_secs: expiry_secs,
+            last_disconnect_ms: None,
+            protocol_version: version,
+        }),
+        Mutation::DeleteWill { client_id },
+    ];
+    persistence.submit(batch).await
 }
 
 /// What the server granted a client, for the CONNACK properties.

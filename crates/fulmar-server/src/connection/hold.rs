@@ -1,4 +1,4 @@
-//! Holding back a publisher whose messages fill a subscriber's queue.
+//! Holding back replies: for a congested subscriber, and until the commit that makes them true.
 //!
 //! A message goes into every matching session's bounded queue. When an online subscriber's
 //! queue reaches its congestion mark, the publisher is held: the broker stops reading from it
@@ -8,36 +8,73 @@
 //! nobody is held for it again until it drains, and what no longer fits its queue is dropped
 //! and counted. A publisher is never held for its own queue.
 //!
+//! A reply whose truth depends on a store commit (PUBACK/PUBREC of a message queued for a
+//! persistent session or retained, SUBACK, UNSUBACK, PUBCOMP of a stored QoS 2 id) carries
+//! that commit's ticket and waits for it. Reading goes on meanwhile (up to
+//! [`MAX_PENDING_COMMITS`] replies), so one connection's acknowledgements pipeline behind the
+//! group commit instead of one fsync per round trip.
+//!
 //! # Invariants
-//! Acknowledgements leave in the order their PUBLISHes arrived [MQTT-4.6.0-2..4]: once one is
-//! held, every later one queues behind it.
+//! Replies leave in the order their requests arrived [MQTT-4.6.0-2..4]: once one is held,
+//! every later one queues behind it.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fulmar_core::Session;
-use fulmar_proto::{PacketId, QoS, ReasonCode};
+use fulmar_proto::{Packet, PacketId, QoS, ReasonCode};
+use fulmar_store::CommitTicket;
 
 use crate::mailbox::Mailbox;
 
-/// Acknowledgements held back, and the queues they wait for.
+/// Replies waiting for commits before reading from the client pauses (bounds `replies`).
+pub const MAX_PENDING_COMMITS: usize = 1024;
+
+/// A reply to send once what it waits for is done.
+#[derive(Debug)]
+pub enum Reply {
+    /// PUBACK / PUBREC for a routed PUBLISH: QoS, packet id, reason.
+    Ack(QoS, Option<PacketId>, ReasonCode),
+    /// Any other packet (SUBACK, UNSUBACK, PUBCOMP); boxed, as these are rare next to acks.
+    Packet(Box<Packet>),
+}
+
+#[derive(Debug)]
+struct Held {
+    reply: Reply,
+    /// The commit the reply waits for; `None` once committed (or when there is none).
+    ticket: Option<CommitTicket>,
+}
+
+/// Replies held back, and the queues they wait for.
 #[derive(Debug, Default)]
 pub struct PublisherHold {
-    acks: VecDeque<(QoS, Option<PacketId>, ReasonCode)>,
+    replies: VecDeque<Held>,
     waiting_on: Vec<Arc<Mailbox>>,
     deadline: Option<Instant>,
 }
 
+/// What woke a waiting hold.
+pub enum Woke {
+    /// A congested queue drained or the hold expired.
+    Drained,
+    /// The first pending commit finished (`false`: it failed).
+    Committed(bool),
+}
+
 impl PublisherHold {
     /// Acknowledges a routed PUBLISH now, or holds the acknowledgement when `congested`
-    /// queues (or earlier held acknowledgements) say so.
+    /// queues, a pending `ticket` or earlier held replies say so.
     pub fn acknowledge(
         &mut self,
         session: &mut Session,
         (qos, packet_id, reason): (QoS, Option<PacketId>, ReasonCode),
         congested: impl IntoIterator<Item = Arc<Mailbox>>,
         max_hold: Duration,
+        ticket: Option<CommitTicket>,
     ) {
         self.waiting_on.extend(congested);
         if !self.waiting_on.is_empty() {
@@ -47,50 +84,108 @@ impl PublisherHold {
         if qos == QoS::AtMostOnce {
             return;
         }
-        if self.is_holding() {
-            self.acks.push_back((qos, packet_id, reason));
+        self.reply(session, Reply::Ack(qos, packet_id, reason), ticket);
+    }
+
+    /// Sends `reply` now, or queues it behind held replies and its own commit.
+    pub fn reply(&mut self, session: &mut Session, reply: Reply, ticket: Option<CommitTicket>) {
+        if ticket.is_none() && self.replies.is_empty() && self.waiting_on.is_empty() {
+            send(session, reply);
         } else {
-            session.acknowledge(qos, packet_id, reason);
+            self.replies.push_back(Held { reply, ticket });
         }
     }
 
-    /// Whether the publisher is being held: reads paused, acknowledgements queued.
+    /// Whether reading from the client must pause: a congested subscriber holds the
+    /// publisher, or too many replies wait for commits.
     pub fn is_holding(&self) -> bool {
-        !self.acks.is_empty() || !self.waiting_on.is_empty()
+        !self.waiting_on.is_empty() || self.replies.len() >= MAX_PENDING_COMMITS
     }
 
-    /// Resolves when the first awaited queue is no longer congested or the hold expires.
-    pub async fn wait(&self) {
-        let deadline = self.deadline.unwrap_or_else(Instant::now);
+    /// Whether anything waits (a wake-up source for the run loop).
+    pub fn is_waiting(&self) -> bool {
+        !self.waiting_on.is_empty() || !self.replies.is_empty()
+    }
+
+    /// Resolves when the first awaited queue is no longer congested, the hold expires, or
+    /// the first pending commit finishes.
+    pub async fn wait(&mut self) -> Woke {
+        let deadline = self.deadline;
+        let congested = self.waiting_on.first().cloned();
+        let ticket = self.replies.iter_mut().find_map(|h| h.ticket.as_mut());
         let drained = async {
-            match self.waiting_on.first() {
-                Some(mailbox) => mailbox.uncongested().await,
+            match (congested, deadline) {
+                (Some(mailbox), Some(deadline)) => tokio::select! {
+                    _ = mailbox.uncongested() => {}
+                    _ = tokio::time::sleep_until(deadline.into()) => {}
+                },
+                _ => std::future::pending().await,
+            }
+        };
+        let committed = async {
+            match ticket {
+                Some(ticket) => std::future::poll_fn(|cx| Pin::new(&mut *ticket).poll(cx)).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            _ = drained => {}
-            _ = tokio::time::sleep_until(deadline.into()) => {}
+            _ = drained => Woke::Drained,
+            result = committed => {
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "store commit failed; the reply that waited for it reports an error");
+                }
+                Woke::Committed(result.is_ok())
+            }
         }
     }
 
-    /// Releases the held acknowledgements (in order) when no awaited queue is congested any
-    /// more or the hold expired. On expiry the queues still congested are marked stalled, so
-    /// no publisher is held for them again until they drain (a stuck subscriber costs its
+    /// Records the outcome of the first pending commit (see [`Woke::Committed`]).
+    pub fn committed(&mut self, ok: bool) {
+        if let Some(held) = self.replies.iter_mut().find(|h| h.ticket.is_some()) {
+            held.ticket = None;
+            if !ok {
+                if let Reply::Ack(_, _, reason) = &mut held.reply {
+                    *reason = ReasonCode::ImplementationSpecificError;
+                }
+            }
+        }
+    }
+
+    /// Releases the held replies that may go (in order): all of them up to the first one
+    /// still waiting for its commit, once no awaited queue is congested any more or the
+    /// hold expired. On expiry the queues still congested are marked stalled, so no
+    /// publisher is held for them again until they drain (a stuck subscriber costs its
     /// publishers one hold, not one per message). Returns whether the hold expired.
     pub fn release_ready(&mut self, session: &mut Session, now: Instant) -> bool {
         self.waiting_on
             .retain(|mailbox| mailbox.with(|outbox| outbox.is_congested()));
         let expired = self.deadline.is_some_and(|deadline| now >= deadline);
         if self.waiting_on.is_empty() || expired {
-            for (qos, packet_id, reason) in self.acks.drain(..) {
-                session.acknowledge(qos, packet_id, reason);
-            }
             for mailbox in self.waiting_on.drain(..) {
                 mailbox.mark_stalled();
             }
             self.deadline = None;
+            while self.replies.front().is_some_and(|h| h.ticket.is_none()) {
+                if let Some(held) = self.replies.pop_front() {
+                    send(session, held.reply);
+                }
+            }
         }
         expired
+    }
+}
+
+/// Queues `reply` on the session. A failed commit's PUBACK/PUBREC goes out as 0x83 on MQTT 5;
+/// 3.1.1 cannot refuse, so there the acknowledgement is withheld (the client re-sends the
+/// message on its next connection).
+fn send(session: &mut Session, reply: Reply) {
+    match reply {
+        Reply::Ack(qos, packet_id, reason) => {
+            if reason == ReasonCode::ImplementationSpecificError && !session.version().is_v5() {
+                return;
+            }
+            session.acknowledge(qos, packet_id, reason);
+        }
+        Reply::Packet(packet) => session.queue_transmit(*packet),
     }
 }

@@ -12,6 +12,7 @@ mod finish;
 mod handshake;
 mod hold;
 mod io;
+mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use fulmar_core::{Delivery, Event, Message, Outbound, ProtocolError, Session, SessionKey};
 use fulmar_proto::{
-    decode, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode, SubAck, UnsubAck, Will,
+    decode, DecodeError, Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck,
+    Will,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
@@ -209,6 +211,7 @@ impl Connection {
             was_paused = paused_until.is_some();
             let can_read =
                 io.wbuf.len() < high_water && paused_until.is_none() && !self.hold.is_holding();
+            let waiting = self.hold.is_waiting();
             let resume_reading = async {
                 match paused_until {
                     Some(until) => tokio::time::sleep_until(until.into()).await,
@@ -221,7 +224,6 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
-            let holding = self.hold.is_holding();
             let hold_wait = self.hold.wait();
             tokio::select! {
                 biased;
@@ -245,7 +247,10 @@ impl Connection {
                     Ok(_) => {}
                 },
                 _ = self.mailbox.notified() => {}
-                _ = hold_wait, if holding => {
+                woke = hold_wait, if waiting => {
+                    if let hold::Woke::Committed(ok) = woke {
+                        self.hold.committed(ok);
+                    }
                     if self.hold.release_ready(&mut self.session, Instant::now()) {
                         bump(&self.broker.metrics().publisher_holds_expired);
                     }
@@ -295,6 +300,7 @@ impl Connection {
         if sent + expired + too_large > 0 {
             self.mailbox.after_drain();
         }
+        self.flush_persist();
         let metrics = self.broker.metrics();
         for (counter, n) in [
             (&metrics.messages_sent, sent),
@@ -334,53 +340,80 @@ impl Connection {
         }
     }
 
+    /// Routes an accepted PUBLISH and acknowledges it when the spec and the store allow.
+    fn handle_publish(&mut self, publish: fulmar_proto::Publish) {
+        bump(&self.broker.metrics().messages_received);
+        let topic = publish.topic.as_str();
+        if !self
+            .broker
+            .security()
+            .may_publish(&self.identity.as_acl(), topic)
+        {
+            // 3.1.1 has no way to refuse: the message is dropped (and still
+            // acknowledged); MQTT 5 answers 0x87 for QoS 1/2.
+            tracing::info!(client_id = %self.client_id, topic, "publish denied by ACL");
+            bump(&self.broker.metrics().publishes_denied);
+            let denied = (publish.qos, publish.packet_id, ReasonCode::NotAuthorized);
+            self.hold
+                .acknowledge(&mut self.session, denied, None, Duration::ZERO, None);
+            return;
+        }
+        let now = Instant::now();
+        let (qos, packet_id) = (publish.qos, publish.packet_id);
+        let message = Message::from_publish(publish, Some(self.key), now);
+        let mut extra = Vec::new();
+        if let (QoS::ExactlyOnce, Some(packet_id), Some(client_id)) =
+            (qos, packet_id, self.stored_id())
+        {
+            // [MQTT-4.3.3-2] the id survives a restart, so a re-sent PUBLISH is
+            // still recognised; PUBREC waits for this commit.
+            extra.push(fulmar_store::Mutation::PutInboundQos2 {
+                client_id,
+                packet_id,
+            });
+        }
+        let published = self.broker.publish_with(message, extra);
+        if let Some(refused) = published.refused {
+            let ack = (qos, packet_id, refused);
+            self.hold
+                .acknowledge(&mut self.session, ack, None, Duration::ZERO, None);
+            return;
+        }
+        // MQTT 5: 0x10 tells the publisher nobody received it.
+        let reason = if published.recipients == 0 {
+            ReasonCode::NoMatchingSubscribers
+        } else {
+            ReasonCode::Success
+        };
+        // Never wait for our own queue: it drains only as we read our own acks.
+        let own = self.key;
+        let congested = published
+            .congested
+            .into_iter()
+            .filter(|(key, _)| *key != own)
+            .map(|(_, mailbox)| mailbox);
+        let hold_ms = self.broker.config().limits.max_publisher_hold_ms;
+        let max_hold = Duration::from_millis(hold_ms);
+        let ack = (qos, packet_id, reason);
+        self.hold.acknowledge(
+            &mut self.session,
+            ack,
+            congested,
+            max_hold,
+            published.ticket,
+        );
+    }
+
     fn handle_packet(&mut self, packet: Packet) -> Option<Exit> {
-        let event = match self.session.handle(packet, Instant::now()) {
+        let handled = self.session.handle(packet, Instant::now());
+        self.flush_persist();
+        let event = match handled {
             Ok(Some(event)) => event,
             Ok(None) => return None,
             Err(e) => return Some(Exit::Violation(e)),
         };
         match event {
-            Event::Publish(publish) => {
-                bump(&self.broker.metrics().messages_received);
-                let topic = publish.topic.as_str();
-                if !self
-                    .broker
-                    .security()
-                    .may_publish(&self.identity.as_acl(), topic)
-                {
-                    // 3.1.1 has no way to refuse: the message is dropped (and still
-                    // acknowledged); MQTT 5 answers 0x87 for QoS 1/2.
-                    tracing::info!(client_id = %self.client_id, topic, "publish denied by ACL");
-                    bump(&self.broker.metrics().publishes_denied);
-                    let denied = (publish.qos, publish.packet_id, ReasonCode::NotAuthorized);
-                    self.hold
-                        .acknowledge(&mut self.session, denied, None, Duration::ZERO);
-                    return None;
-                }
-                let now = Instant::now();
-                let (qos, packet_id) = (publish.qos, publish.packet_id);
-                let message = Message::from_publish(publish, Some(self.key), now);
-                let published = self.broker.publish(message);
-                // MQTT 5: 0x10 tells the publisher nobody received it.
-                let reason = if published.recipients == 0 {
-                    ReasonCode::NoMatchingSubscribers
-                } else {
-                    ReasonCode::Success
-                };
-                // Never wait for our own queue: it drains only as we read our own acks.
-                let own = self.key;
-                let congested = published
-                    .congested
-                    .into_iter()
-                    .filter(|(key, _)| *key != own)
-                    .map(|(_, mailbox)| mailbox);
-                let hold_ms = self.broker.config().limits.max_publisher_hold_ms;
-                let max_hold = Duration::from_millis(hold_ms);
-                let ack = (qos, packet_id, reason);
-                self.hold
-                    .acknowledge(&mut self.session, ack, congested, max_hold);
-            }
+            Event::Publish(publish) => self.handle_publish(publish),
             Event::Subscribe(subscribe) => {
                 let subscriber = (self.key, &self.mailbox, &self.identity);
                 let reasons = match self
@@ -398,23 +431,45 @@ impl Connection {
                     properties.reason_string =
                         Some(fulmar_core::session::explain(refused).to_string());
                 }
+                let subscription_id = subscribe.properties.subscription_identifiers.first();
+                let granted = subscribe
+                    .filters
+                    .iter()
+                    .zip(&reasons)
+                    .filter(|(_, reason)| !reason.is_error())
+                    .filter_map(|((filter, _), _)| {
+                        let options = *self.session.subscriptions().get(filter)?;
+                        Some((filter.clone(), Some((options, subscription_id.copied()))))
+                    })
+                    .collect();
+                let ticket = self.store_subscriptions(granted);
                 let suback = SubAck {
                     packet_id: subscribe.packet_id,
                     properties,
                     reasons,
                 };
-                self.session.queue_transmit(Packet::SubAck(suback));
+                let reply = hold::Reply::Packet(Box::new(Packet::SubAck(suback)));
+                self.hold.reply(&mut self.session, reply, ticket);
             }
             Event::Unsubscribe(unsubscribe) => {
                 let reasons =
                     self.broker
                         .unsubscribe(self.key, &mut self.session, &unsubscribe.filters);
+                let removed = unsubscribe
+                    .filters
+                    .iter()
+                    .zip(&reasons)
+                    .filter(|(_, reason)| **reason == ReasonCode::Success)
+                    .map(|(filter, _)| (filter.clone(), None))
+                    .collect();
+                let ticket = self.store_subscriptions(removed);
                 let unsuback = UnsubAck {
                     packet_id: unsubscribe.packet_id,
                     properties: Properties::default(),
                     reasons,
                 };
-                self.session.queue_transmit(Packet::UnsubAck(unsuback));
+                let reply = hold::Reply::Packet(Box::new(Packet::UnsubAck(unsuback)));
+                self.hold.reply(&mut self.session, reply, ticket);
             }
             Event::Disconnect(disconnect) => {
                 // [MQTT-3.14.2-2] a session expiry may change on DISCONNECT, but not from 0.
