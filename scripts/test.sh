@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one test command (README, CI): Rust build and tests, fuzz targets check, black-box integration suite.
+# The one test command (README, CI): Rust build and tests, a bounded fuzz smoke run, black-box integration suite.
 #
 # Needs only Rust and Python 3.11+ with pip on a Debian machine; installs the rest:
 #   - mosquitto-clients (mosquitto_pub / mosquitto_sub), and mosquitto itself when
@@ -10,7 +10,9 @@
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k retained -x`.
 # Environment: FULMAR_TEST_AGAINST=fulmar|mosquitto (default fulmar), PYTHON (default python3),
 #   FULMAR_SKIP_CARGO=1 to run only the integration suite against an already built binary,
-#   FULMAR_SKIP_BROWSER=1 to leave out the browser test (it never runs against mosquitto).
+#   FULMAR_SKIP_BROWSER=1 to leave out the browser test (it never runs against mosquitto),
+#   FULMAR_FUZZ_SECS (default 20) seconds of fuzz smoke per target, FULMAR_FUZZ_LIBFUZZER_SECS=N to add a
+#   coverage-guided cargo-fuzz run of N seconds per target (installs cargo-fuzz if missing).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -99,8 +101,24 @@ if [ "${FULMAR_SKIP_CARGO:-0}" != 1 ]; then
     fi
 
     if [ -f fuzz/Cargo.toml ]; then
-        phase "cargo check --manifest-path fuzz/Cargo.toml"
-        cargo check --manifest-path fuzz/Cargo.toml
+        # Stable Rust: every fuzz target's body over its regression inputs, its seed corpus and then
+        # deterministic mutations, FULMAR_FUZZ_SECS per target (the targets run in parallel). The
+        # coverage-guided libFuzzer run (cargo-fuzz) is opt-in, it installs cargo-fuzz (minutes):
+        # FULMAR_FUZZ_LIBFUZZER_SECS=N runs each target N seconds more. See fuzz/README.md.
+        phase "fuzz smoke: cargo test --release --manifest-path fuzz/Cargo.toml (${FULMAR_FUZZ_SECS:-20}s per target)"
+        FULMAR_FUZZ_SECS="${FULMAR_FUZZ_SECS:-20}" \
+            cargo test --release --manifest-path fuzz/Cargo.toml -- --nocapture
+        if [ "${FULMAR_FUZZ_LIBFUZZER_SECS:-0}" != 0 ]; then
+            cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+            for target in decode session; do
+                phase "cargo fuzz run $target (libFuzzer, ${FULMAR_FUZZ_LIBFUZZER_SECS}s)"
+                # -s none: no sanitizer, so stable Rust builds it; new inputs go to a scratch corpus.
+                mkdir -p "$TARGET_DIR/fuzz-corpus/$target"
+                (cd fuzz && cargo fuzz run -s none --target-dir "$TARGET_DIR/fuzz" "$target" \
+                    "$TARGET_DIR/fuzz-corpus/$target" "corpus/$target" "found/$target" "regressions/$target" \
+                    -- -max_total_time="$FULMAR_FUZZ_LIBFUZZER_SECS" -max_len=4096)
+            done
+        fi
     fi
 fi
 

@@ -55,6 +55,9 @@ authorityKeyIdentifier = keyid
 """
 
 
+CLIENT_PROFILE = OPENSSL_CONF.split("[client]\n", 1)[1]  # the [client] extensions, to extend with a SAN
+
+
 def _openssl(*args: str) -> None:
     proc = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=WAIT)
     assert proc.returncode == 0, f"openssl {' '.join(args)} failed:\n{proc.stderr}"
@@ -88,6 +91,13 @@ class Pki:
                    issue(directory, "server", "localhost", ca, "server", conf),
                    issue(directory, "alice", "alice", ca, "client", conf),
                    issue(directory, "mallory", "mallory", other, "client", conf))
+
+    def new_client_with_san(self, name: str, cn: str, san: str) -> CertPair:
+        """A client certificate CN=``cn`` from the test CA with the subjectAltName ``san`` (openssl syntax,
+        e.g. ``"IP:10.0.0.1,email:carol@example.com,DNS:carol.example"``; the order is kept)."""
+        conf = self.dir / f"{name}.cnf"
+        conf.write_text(OPENSSL_CONF + f"[client_san]\n{CLIENT_PROFILE}subjectAltName = {san}\n")
+        return issue(self.dir, name, cn, self.ca, "client_san", conf)
 
     def new_server_pair(self, name: str) -> CertPair:
         """Another server certificate for 127.0.0.1 / localhost from the same CA, with a fresh key."""

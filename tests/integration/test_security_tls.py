@@ -8,7 +8,10 @@ The certificates come from the ``pki`` fixture (openssl CLI): a test CA, a serve
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import shutil
+import socket
 import ssl
 import subprocess
 
@@ -188,6 +191,48 @@ def test_certificate_identity_cannot_be_overridden_by_the_connect_username(cn_br
     assert c.subscribe("alice/#", 1) == [1]
 
 
+SAN_ACL = """\
+user carol@example.com
+topic readwrite carol/#
+
+user erin.example
+topic readwrite erin/#
+
+user dave
+topic readwrite dave/#
+"""
+
+
+@pytest.fixture
+def san_broker(start_fulmar, pki, tmp_path):
+    """Client certificates required, the first DNS or e-mail SAN as the username."""
+    pw = write_password_file(tmp_path / "passwords", {"bob": "b-pw"})
+    acl = tmp_path / "acl"
+    acl.write_text(SAN_ACL)
+    return start_fulmar(mtls_args(pki) + ["--tls-identity-as-username", "san", "--password-file", str(pw),
+                                          "--acl-file", str(acl)])
+
+
+def test_certificate_first_dns_or_email_san_is_the_username(san_broker, tls_client, pki):
+    # CN=dave would get dave/#. The SANs: an IP address (neither DNS nor e-mail: skipped), then the e-mail
+    # address that must become the username, then a DNS name that comes too late.
+    carol = pki.new_client_with_san(unique("carol"), "dave",
+                                    "IP:10.0.0.1,email:carol@example.com,DNS:carol.example")
+    c = tls_client(san_broker, cert=carol).connect()
+    assert c.subscribe("carol/#", 1) == [1], "the first DNS/e-mail SAN is not the username"
+    assert c.subscribe("dave/#", 1) == [0x80], "the subject CN was used instead of the SAN"
+    assert c.subscribe("erin/#", 1) == [0x80]
+    c.publish("carol/x", b"by san", qos=1)
+    m = c.expect_message()
+    assert (m.topic, m.payload) == ("carol/x", b"by san")
+    # A DNS name first: it is the username, not the e-mail address after it.
+    erin = pki.new_client_with_san(unique("erin"), "dave", "DNS:erin.example,email:carol@example.com")
+    e = tls_client(san_broker, cert=erin).connect()
+    assert e.subscribe("erin/#", 1) == [1]
+    assert e.subscribe("carol/#", 1) == [0x80]
+    assert e.subscribe("dave/#", 1) == [0x80]
+
+
 def test_tls_listener_with_client_certificates_from_the_config_file(start_fulmar, pki, tmp_path):
     pw = write_password_file(tmp_path / "passwords", {"bob": "b-pw"})
     acl = tmp_path / "acl"
@@ -265,3 +310,59 @@ def test_sighup_reloads_certificates_without_dropping_connections(start_fulmar, 
         assert acks == {mqtt_raw.PUBACK, mqtt_raw.PUBLISH}
     finally:
         before.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# MQTT over secure WebSocket (wss://), and the chat page over HTTPS
+# ---------------------------------------------------------------------------------------------
+
+def test_paho_over_secure_websocket_and_the_chat_page_over_https(start_fulmar, pki, mqtt_client):
+    from test_websocket import WsMqttClient
+
+    broker = start_fulmar(["--listen-wss", "127.0.0.1:{tls_port}", "--tls-cert", str(pki.server.cert),
+                           "--tls-key", str(pki.server.key)])
+    made = []
+
+    def wss_client():
+        c = WsMqttClient(broker.host, broker.tls_port)  # path /mqtt, subprotocol mqtt
+        c.paho.tls_set(ca_certs=str(pki.ca.cert))
+        made.append(c)
+        return c
+
+    try:
+        sub = wss_client().connect()
+        assert sub.subscribe("wss/#", 1) == [1]
+        pub = wss_client().connect()
+        pub.publish("wss/a", b"over wss", qos=1)
+        m = sub.expect_message()
+        assert (m.topic, m.payload, m.qos) == ("wss/a", b"over wss", 1)
+        # A plain TCP client of the same broker reaches the wss:// subscriber.
+        plain = mqtt_client(broker).connect()
+        plain.publish("wss/b", b"from tcp", qos=1)
+        m = sub.expect_message()
+        assert (m.topic, m.payload) == ("wss/b", b"from tcp")
+    finally:
+        for c in made:
+            c.stop()
+
+    # The same listener serves the chat page over HTTPS, with the certificate the test CA signed.
+    conn = http.client.HTTPSConnection(broker.host, broker.tls_port, timeout=WAIT, context=client_context(pki))
+    try:
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == 200 and r.getheader("content-type", "").startswith("text/html"), \
+            (r.status, r.getheaders())
+        assert b"<title>Fulmar chat</title>" in body
+        assert hashlib.sha256(conn.sock.getpeercert(binary_form=True)).hexdigest() == \
+            cert_fingerprint(pki.server.cert)
+    finally:
+        conn.close()
+    # And it speaks only TLS: plain HTTP on it gets no page.
+    with socket.create_connection((broker.host, broker.tls_port), timeout=WAIT) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        try:
+            answer = s.recv(4096)
+        except (ConnectionError, socket.timeout):
+            answer = b""
+    assert b"Fulmar chat" not in answer and not answer.startswith(b"HTTP/1.1 200"), answer[:200]

@@ -47,7 +47,8 @@ impl Connection {
             io.shutdown_within(CLOSING_FLUSH).await;
         }
         self.mailbox.with(|outbox| outbox.set_online(false));
-        self.flush_persist();
+        // Closing: a pending QoS 2 send gate no longer matters.
+        let _ = self.flush_persist();
         let will = self.will.take().filter(|_| will_due);
         let mut detached = DetachedSession {
             key: self.key,

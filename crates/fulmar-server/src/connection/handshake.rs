@@ -126,6 +126,7 @@ where
         kick_rx: Some(kick_rx),
         batch: Vec::new(),
         hold: Default::default(),
+        write_gate: None,
     })
 }
 

@@ -71,6 +71,9 @@ pub struct Connection {
     kick_rx: Option<oneshot::Receiver<Kick>>,
     batch: Vec<Delivery>,
     hold: hold::PublisherHold,
+    /// A commit that the bytes in the write buffer must wait for (QoS 2 sends of a stored
+    /// session; see `flush_persist`).
+    write_gate: Option<fulmar_store::CommitTicket>,
 }
 
 /// Serves one accepted stream until it closes. Never panics on client input.
@@ -225,6 +228,13 @@ impl Connection {
                 }
             };
             let hold_wait = self.hold.wait();
+            let gated = self.write_gate.is_some();
+            let gate = async {
+                match self.write_gate.as_mut() {
+                    Some(ticket) => ticket.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 kick = kick => match kick {
@@ -234,7 +244,13 @@ impl Connection {
                     None => self.kick_rx = None,
                 },
                 _ = shutdown.changed() => return Exit::Shutdown,
-                written = io.writer.write_buf(&mut io.wbuf), if !io.wbuf.is_empty() => {
+                committed = gate => {
+                    if let Err(error) = committed {
+                        tracing::warn!(client_id = %self.client_id, %error, "store commit failed; sending anyway");
+                    }
+                    self.write_gate = None;
+                }
+                written = io.writer.write_buf(&mut io.wbuf), if !io.wbuf.is_empty() && !gated => {
                     if matches!(written, Ok(0) | Err(_)) {
                         return Exit::Closed;
                     }
@@ -300,7 +316,9 @@ impl Connection {
         if sent + expired + too_large > 0 {
             self.mailbox.after_drain();
         }
-        self.flush_persist();
+        if let Some(gate) = self.flush_persist() {
+            self.write_gate = Some(gate);
+        }
         let metrics = self.broker.metrics();
         for (counter, n) in [
             (&metrics.messages_sent, sent),
@@ -406,7 +424,9 @@ impl Connection {
 
     fn handle_packet(&mut self, packet: Packet) -> Option<Exit> {
         let handled = self.session.handle(packet, Instant::now());
-        self.flush_persist();
+        if let Some(gate) = self.flush_persist() {
+            self.write_gate = Some(gate);
+        }
         let event = match handled {
             Ok(Some(event)) => event,
             Ok(None) => return None,

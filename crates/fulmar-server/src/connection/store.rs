@@ -25,17 +25,23 @@ impl Connection {
         self.mailbox.store().map(|s| Arc::clone(&s.client_id))
     }
 
-    /// Turns what the session logged into one batch and submits it. A PUBCOMP for a released
+    /// Turns what the session logged into a batch and submits it. A PUBCOMP for a released
     /// inbound QoS 2 id waits for that batch (and later replies queue behind it).
-    pub(super) fn flush_persist(&mut self) {
+    ///
+    /// QoS 2 PUBLISHes just sent go into a batch of their own whose ticket is returned: the
+    /// caller must not let them reach the socket before it commits, or a crash in between
+    /// would send the message again under a new packet id (a duplicate, breaking exactly
+    /// once [MQTT-4.3.3]).
+    pub(super) fn flush_persist(&mut self) -> Option<CommitTicket> {
         let records = self.session.take_persist();
         let (Some(client_id), Some(persistence)) = (self.stored_id(), self.broker.persistence())
         else {
-            return;
+            return None;
         };
         if records.is_empty() {
-            return;
+            return None;
         }
+        let mut gated = Vec::new();
         let (now, now_ms) = (Instant::now(), unix_ms_now());
         let mut batch = Vec::with_capacity(records.len() * 2);
         let mut pubcomps = Vec::new();
@@ -53,12 +59,17 @@ impl Connection {
                     let body = body_of(&delivery.message, stored.body_id, now, now_ms);
                     let queued = queued_of(&delivery, body);
                     let inflight = inflight_record(packet_id, stored.seq, state, Some(queued));
+                    let target = if state == OutboundState::AwaitingPubRec {
+                        &mut gated
+                    } else {
+                        &mut batch
+                    };
                     // Inflight first: the body's reference count never drops to zero between.
-                    batch.push(Mutation::PutInflight {
+                    target.push(Mutation::PutInflight {
                         client_id: Arc::clone(&client_id),
                         inflight,
                     });
-                    batch.push(Mutation::Dequeue {
+                    target.push(Mutation::Dequeue {
                         client_id,
                         seqs: stored.seq..=stored.seq,
                     });
@@ -84,7 +95,7 @@ impl Connection {
                 }
             }
         }
-        let mut ticket = Some(persistence.submit(batch));
+        let mut ticket = (!batch.is_empty()).then(|| persistence.submit(batch));
         for packet_id in pubcomps {
             let pubcomp = Packet::PubComp(Ack {
                 packet_id,
@@ -97,6 +108,7 @@ impl Connection {
                 ticket.take(),
             );
         }
+        (!gated.is_empty()).then(|| persistence.submit(gated))
     }
 
     /// Stores the granted subscriptions (or removals); the SUBACK/UNSUBACK waits for it.
