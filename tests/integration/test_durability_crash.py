@@ -190,10 +190,7 @@ def test_acknowledged_messages_survive_repeated_sigkill(tmp_path):
     broker.stop()
     assert all(len(acked[q]) > 50 for q in (1, 2)), "\n".join(report)
     assert not failures, "\n".join(failures + report)
+    # Exactly once across crashes: a QoS 2 PUBLISH, and later its PUBREL, reach the socket only
+    # after the commit that records them, so a restart never re-sends a released message.
     qos2_dups = sum(len(s.got[2]) - len(set(s.got[2])) for s in subs)
-    if qos2_dups:
-        # Known gap (docs/architecture.md, Persistence): a QoS 2 PUBLISH to a subscriber goes out
-        # before the commit that moves it from the stored queue to the stored inflight window, so a
-        # crash in that window re-sends it as a new message. Nothing is lost; exactly-once is not
-        # yet guaranteed to online subscribers across a crash.
-        pytest.xfail(f"{qos2_dups} QoS 2 duplicates at online subscribers (known gap)\n" + "\n".join(report))
+    assert qos2_dups == 0, f"{qos2_dups} QoS 2 duplicates\n" + "\n".join(report)

@@ -28,10 +28,10 @@ impl Connection {
     /// Turns what the session logged into a batch and submits it. A PUBCOMP for a released
     /// inbound QoS 2 id waits for that batch (and later replies queue behind it).
     ///
-    /// QoS 2 PUBLISHes just sent go into a batch of their own whose ticket is returned: the
-    /// caller must not let them reach the socket before it commits, or a crash in between
-    /// would send the message again under a new packet id (a duplicate, breaking exactly
-    /// once [MQTT-4.3.3]).
+    /// QoS 2 PUBLISHes just sent, and PUBRELs, go into a batch of their own whose ticket is
+    /// returned: the caller must not let them reach the socket before it commits, or a crash
+    /// in between would send the message again (a duplicate, breaking exactly once
+    /// [MQTT-4.3.3]).
     pub(super) fn flush_persist(&mut self) -> Option<CommitTicket> {
         let records = self.session.take_persist();
         let (Some(client_id), Some(persistence)) = (self.stored_id(), self.broker.persistence())
@@ -77,7 +77,9 @@ impl Connection {
                 Persist::Released { packet_id, seq } => {
                     let state = OutboundState::AwaitingPubComp;
                     let inflight = inflight_record(packet_id, seq, state, None);
-                    batch.push(Mutation::PutInflight {
+                    // The PUBREL must not leave before this commits: after PUBREL the PUBLISH
+                    // is never re-sent [MQTT-4.3.3-3], so a crash must not bring it back.
+                    gated.push(Mutation::PutInflight {
                         client_id,
                         inflight,
                     });
