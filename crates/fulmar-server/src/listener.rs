@@ -34,17 +34,6 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|source| BindError { addr, source })
 }
 
-/// Accepts connections until `shutdown` turns true; each runs in a task of `tasks`.
-pub async fn accept_loop(
-    listener: TcpListener,
-    broker: Arc<Broker>,
-    connection_ids: Arc<AtomicU64>,
-    tasks: Arc<parking_lot::Mutex<JoinSet<()>>>,
-    shutdown: watch::Receiver<bool>,
-) {
-    accept_with(listener, broker, connection_ids, tasks, shutdown, serve_tcp).await;
-}
-
 /// The accept loop shared by every kind of listener: `serve` runs each accepted stream.
 pub(crate) async fn accept_with<F, Fut>(
     listener: TcpListener,
@@ -80,46 +69,9 @@ pub(crate) async fn accept_with<F, Fut>(
     }
 }
 
-async fn serve_tcp(
-    broker: Arc<Broker>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    connection_id: u64,
-    shutdown: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
-    serve_counted(broker, reader, writer, peer, connection_id, shutdown).await;
-}
-
-/// [`connection::serve`] with the connection counters kept; every transport goes through it.
+/// [`connection::serve`] with the connection counters kept; every transport goes through it,
+/// with its listener's authentication context (TLS identity, per-listener anonymous access).
 pub(crate) async fn serve_counted<R, W>(
-    broker: Arc<Broker>,
-    reader: R,
-    writer: W,
-    peer: SocketAddr,
-    connection_id: u64,
-    shutdown: watch::Receiver<bool>,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let origin = Origin::default();
-    serve_counted_from(
-        origin,
-        broker,
-        reader,
-        writer,
-        peer,
-        connection_id,
-        shutdown,
-    )
-    .await;
-}
-
-/// [`serve_counted`] for a listener with its own authentication context (TLS identity,
-/// per-listener anonymous access).
-pub(crate) async fn serve_counted_from<R, W>(
     origin: Origin,
     broker: Arc<Broker>,
     reader: R,
@@ -135,7 +87,7 @@ pub(crate) async fn serve_counted_from<R, W>(
     bump(&metrics.connections_accepted);
     metrics.connections_current.fetch_add(1, Ordering::Relaxed);
     let broker_ref = Arc::clone(&broker);
-    connection::serve_from(
+    connection::serve(
         origin,
         broker_ref,
         reader,

@@ -11,7 +11,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::broker::Broker;
 use crate::http::serve_http;
-use crate::listener::serve_counted_from;
+use crate::listener::serve_counted;
 use crate::metrics::bump;
 use crate::security::Origin;
 use crate::tls::{certificate_identity, ReloadableTls};
@@ -38,7 +38,7 @@ pub async fn serve_tcp(
     if context.tls.is_none() {
         let origin = context.origin();
         let (reader, writer) = stream.into_split();
-        serve_counted_from(
+        serve_counted(
             origin,
             broker,
             reader,
@@ -54,7 +54,7 @@ pub async fn serve_tcp(
         return;
     };
     let (reader, writer) = tokio::io::split(stream);
-    serve_counted_from(
+    serve_counted(
         origin,
         broker,
         reader,

@@ -235,7 +235,7 @@ pub(crate) async fn serve<S>(
     let ws =
         WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config(max_packet))).await;
     let (mut reader, mut writer) = tokio::io::split(WsByteStream::new(ws));
-    crate::listener::serve_counted_from(
+    crate::listener::serve_counted(
         origin,
         broker,
         &mut reader,

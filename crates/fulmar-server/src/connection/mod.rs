@@ -76,33 +76,9 @@ pub struct Connection {
     write_gate: Option<fulmar_store::CommitTicket>,
 }
 
-/// Serves one accepted stream until it closes. Never panics on client input.
+/// Serves one accepted stream until it closes, with its listener's authentication context.
+/// Never panics on client input.
 pub async fn serve<R, W>(
-    broker: Arc<Broker>,
-    reader: R,
-    writer: W,
-    peer: SocketAddr,
-    connection_id: u64,
-    shutdown: watch::Receiver<bool>,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let origin = Origin::default();
-    serve_from(
-        origin,
-        broker,
-        reader,
-        writer,
-        peer,
-        connection_id,
-        shutdown,
-    )
-    .await;
-}
-
-/// [`serve`] for a listener with its own authentication context.
-pub async fn serve_from<R, W>(
     origin: Origin,
     broker: Arc<Broker>,
     reader: R,
