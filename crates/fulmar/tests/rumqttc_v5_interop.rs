@@ -6,11 +6,10 @@
 //! message did NOT arrive uses the marker technique (see tests/integration/helpers.py): a later message on
 //! the same outbound path arrives first, so anything not seen before it was not delivered.
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::Duration;
+use support::{Broker, WAIT};
 
 use rumqttc::v5::mqttbytes::v5::{
     ConnectProperties, ConnectReturnCode, Filter, Packet, PubAckReason, PubRecReason, Publish,
@@ -23,68 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
 
-/// Bound for one awaited event; a passing run never waits this long.
-const WAIT: Duration = Duration::from_secs(10);
-
-/// The broker process under test; killed (and its log shown, if the test failed) on drop.
-struct Broker {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
 impl Broker {
-    async fn start() -> Broker {
-        // Bind port 0, read the port the kernel chose, release it for the broker.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("no free loopback port");
-        let log = std::env::temp_dir().join(format!(
-            "fulmar-rumqttc5-{}-{}.log",
-            std::process::id(),
-            addr.port()
-        ));
-        let log_file = File::create(&log).expect("cannot create broker log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_fulmar"))
-            .args(["serve", "--no-persistence", "--listen", &addr.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log file"))
-            .stderr(log_file)
-            .spawn()
-            .expect("cannot start the fulmar binary");
-        let mut broker = Broker { child, addr, log };
-        broker.wait_ready().await;
-        broker
-    }
-
-    /// Poll a TCP connect until it succeeds; fail fast if the process exits.
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!(
-                    "fulmar exited with {status} before listening on {}",
-                    self.addr
-                );
-            }
-            if let Ok(Ok(_)) = timeout(
-                Duration::from_millis(500),
-                tokio::net::TcpStream::connect(self.addr),
-            )
-            .await
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fulmar not accepting on {} within {WAIT:?}",
-                self.addr
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await; // readiness poll interval
-        }
-    }
-
-    /// MQTT 5 options: Clean Start as given, and Session Expiry Interval if given.
     fn options(
         &self,
         client_id: &str,
@@ -100,18 +38,6 @@ impl Broker {
             opts.set_connect_properties(props);
         }
         opts
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("---- fulmar output ({}) ----\n{log}", self.addr);
-        }
-        let _ = std::fs::remove_file(&self.log);
     }
 }
 
