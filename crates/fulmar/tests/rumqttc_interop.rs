@@ -6,7 +6,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{Broker, WAIT};
+use support::Broker;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, Incoming, MqttOptions, Outgoing, Publish,
@@ -14,7 +14,6 @@ use rumqttc::{
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{timeout, Instant};
 
 impl Broker {
     fn options(&self, client_id: &str, clean_session: bool) -> MqttOptions {
@@ -57,24 +56,8 @@ impl Client {
     }
 
     /// Wait (bounded) for the first event that `pick` accepts; other events are skipped.
-    async fn next_matching<T>(
-        &mut self,
-        what: &str,
-        mut pick: impl FnMut(&Event) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match timeout(left, self.events.recv()).await {
-                Ok(Some(event)) => {
-                    if let Some(found) = pick(&event) {
-                        return found;
-                    }
-                }
-                Ok(None) => panic!("connection ended while waiting for {what}"),
-                Err(_) => panic!("no {what} within {WAIT:?}"),
-            }
-        }
+    async fn next_matching<T>(&mut self, what: &str, pick: impl FnMut(&Event) -> Option<T>) -> T {
+        support::next_matching(&mut self.events, what, pick).await
     }
 
     async fn subscribe(&mut self, topic: &str, qos: QoS) {

@@ -73,24 +73,8 @@ impl Client {
     }
 
     /// Wait (bounded) for the first event that `pick` accepts; other events are skipped.
-    async fn next_matching<T>(
-        &mut self,
-        what: &str,
-        mut pick: impl FnMut(&Event) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match timeout(left, self.events.recv()).await {
-                Ok(Some(event)) => {
-                    if let Some(found) = pick(&event) {
-                        return found;
-                    }
-                }
-                Ok(None) => panic!("connection ended while waiting for {what}"),
-                Err(_) => panic!("no {what} within {WAIT:?}"),
-            }
-        }
+    async fn next_matching<T>(&mut self, what: &str, pick: impl FnMut(&Event) -> Option<T>) -> T {
+        support::next_matching(&mut self.events, what, pick).await
     }
 
     /// SUBSCRIBE one filter (with its v5 options) and optional properties; returns the SUBACK's codes.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
 /// Bound for one awaited event; a passing run never waits this long.
@@ -82,5 +83,27 @@ impl Drop for Broker {
             eprintln!("---- fulmar output ({}) ----\n{log}", self.addr);
         }
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Waits (bounded by [`WAIT`]) for the first event from `events` that `pick` accepts; other
+/// events are skipped. Panics, naming `what`, when the channel closes or time runs out.
+pub async fn next_matching<E, T>(
+    events: &mut mpsc::Receiver<E>,
+    what: &str,
+    mut pick: impl FnMut(&E) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, events.recv()).await {
+            Ok(Some(event)) => {
+                if let Some(found) = pick(&event) {
+                    return found;
+                }
+            }
+            Ok(None) => panic!("connection ended while waiting for {what}"),
+            Err(_) => panic!("no {what} within {WAIT:?}"),
+        }
     }
 }
