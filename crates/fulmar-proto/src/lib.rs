@@ -38,7 +38,7 @@ pub use packet::{
     Ack, Auth, ConnAck, Connect, Disconnect, Packet, PacketType, Publish, RetainHandling, SubAck,
     Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
-pub use properties::{property_id, Properties};
+pub use properties::{property_id, Properties, PropertyValues};
 pub use reason::{ReasonCode, UnknownReasonCode};
 pub use topic::{topic_matches, TopicError, TopicFilter, TopicName, MAX_TOPIC_LEN};
 pub use types::{InvalidQoS, PacketId, ProtocolVersion, QoS};

@@ -59,10 +59,11 @@ fn empty_topic_needs_an_alias_in_v5_and_is_never_valid_in_v3() {
         EncodeError::InvalidPacket(_)
     ));
     let aliased = Publish {
-        properties: Properties {
+        properties: PropertyValues {
             topic_alias: Some(3),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }
+        .into(),
         ..empty
     };
     let mut out = BytesMut::new();
@@ -78,10 +79,11 @@ fn properties_are_checked_per_packet_and_ignored_in_v3() {
     let ack = Ack {
         packet_id: PacketId::new(1).unwrap(),
         reason: ReasonCode::Success,
-        properties: Properties {
+        properties: PropertyValues {
             topic_alias: Some(1),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }
+        .into(),
     };
     let p = Packet::PubAck(ack);
     assert_eq!(
@@ -105,27 +107,32 @@ fn property_values_are_checked() {
             properties,
         })
     };
-    let bad = [
-        Properties {
+    let bad: [Properties; 5] = [
+        PropertyValues {
             receive_maximum: Some(0),
-            ..Properties::default()
-        },
-        Properties {
+            ..PropertyValues::default()
+        }
+        .into(),
+        PropertyValues {
             maximum_packet_size: Some(0),
-            ..Properties::default()
-        },
-        Properties {
+            ..PropertyValues::default()
+        }
+        .into(),
+        PropertyValues {
             maximum_qos: Some(QoS::ExactlyOnce),
-            ..Properties::default()
-        },
-        Properties {
+            ..PropertyValues::default()
+        }
+        .into(),
+        PropertyValues {
             authentication_data: Some(Bytes::from_static(b"d")),
-            ..Properties::default()
-        },
-        Properties {
+            ..PropertyValues::default()
+        }
+        .into(),
+        PropertyValues {
             reason_string: Some("a\0b".into()),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }
+        .into(),
     ];
     for props in bad {
         let err = encode_err(&connack(props.clone()), V5);
@@ -137,10 +144,11 @@ fn property_values_are_checked() {
             "{props:?}: {err}"
         );
     }
-    let long = Properties {
+    let long = PropertyValues {
         reason_string: Some("x".repeat(65_536)),
-        ..Properties::default()
-    };
+        ..PropertyValues::default()
+    }
+    .into();
     assert_eq!(encode_err(&connack(long), V5), EncodeError::StringTooLong);
 }
 

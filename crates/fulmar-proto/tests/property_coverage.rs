@@ -835,7 +835,7 @@ fn strategies_reach_every_length_of_a_subscription_identifier() {
     let strategy = strategies::publish(V5);
     for _ in 0..SAMPLES {
         let p = strategy.new_tree(&mut runner).unwrap().current();
-        for id in p.properties.subscription_identifiers {
+        for &id in &p.properties.subscription_identifiers {
             lengths.insert(match id {
                 0..=127 => 1,
                 128..=16_383 => 2,

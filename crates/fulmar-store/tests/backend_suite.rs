@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fulmar_proto::{PacketId, Properties, QoS, RetainHandling, SubscriptionOptions};
+use fulmar_proto::{PacketId, PropertyValues, QoS, RetainHandling, SubscriptionOptions};
 use fulmar_proto::{TopicFilter, TopicName};
 use fulmar_store::{
     Durability, InflightRecord, InflightState, MemoryStore, MessageBody, Mutation, QueueUsage,
@@ -360,15 +360,16 @@ fn a_failing_batch_leaves_no_trace() {
 fn message_fields_and_properties_round_trip() {
     both(|store| {
         apply(store, vec![session("a")]);
-        let properties = Properties {
+        let properties = PropertyValues {
             payload_format_indicator: Some(1),
             message_expiry_interval: Some(60),
             content_type: Some("text/plain".into()),
             response_topic: Some(TopicName::new("reply/to").unwrap()),
             correlation_data: Some(Bytes::from_static(b"\x00\x01")),
             user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
-            ..Properties::default()
-        };
+            ..PropertyValues::default()
+        }
+        .into();
         let m = Arc::new(MessageBody {
             id: store.next_message_id(),
             topic: TopicName::new("a/b/c").unwrap(),

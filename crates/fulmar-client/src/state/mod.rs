@@ -384,7 +384,7 @@ impl ClientState {
                 self.phase = Phase::Disconnected;
                 Err(ClientError::ServerDisconnect {
                     reason: disconnect.reason,
-                    text: disconnect.properties.reason_string,
+                    text: disconnect.properties.into_values().reason_string,
                 })
             }
             Packet::ConnAck(_) => Err(ClientError::Protocol("second CONNACK")),

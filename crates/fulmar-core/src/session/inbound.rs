@@ -128,6 +128,10 @@ impl Session {
     /// [MQTT-3.3.2-8..12] resolves an MQTT 5 topic alias and strips it from the properties,
     /// since an alias is only meaningful on the connection that set it.
     fn resolve_topic_alias(&mut self, publish: &mut Publish) -> Result<(), ProtocolError> {
+        // Read before taking: a write to an empty property block would allocate it.
+        if publish.properties.topic_alias.is_none() {
+            return Ok(());
+        }
         let Some(alias) = publish.properties.topic_alias.take() else {
             return Ok(());
         };

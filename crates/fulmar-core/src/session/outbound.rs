@@ -159,8 +159,14 @@ pub fn build_publish(
     let message = &delivery.message;
     let properties = if version.is_v5() {
         let mut properties = message.properties.clone();
-        properties.subscription_identifiers = delivery.subscription_ids.to_vec();
-        properties.message_expiry_interval = message.remaining_expiry_secs(now);
+        // Written only when they differ: a write allocates the values of an empty block.
+        if properties.subscription_identifiers[..] != delivery.subscription_ids[..] {
+            properties.subscription_identifiers = delivery.subscription_ids.to_vec();
+        }
+        let expiry = message.remaining_expiry_secs(now);
+        if properties.message_expiry_interval != expiry {
+            properties.message_expiry_interval = expiry;
+        }
         properties
     } else {
         Properties::default()

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fulmar_proto::{
-    Ack, Connect, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
-    TopicName,
+    Ack, Connect, Packet, PacketId, Properties, PropertyValues, ProtocolVersion, Publish, QoS,
+    ReasonCode, TopicName,
 };
 
 use super::{ClientCapabilities, Event, Outbound, Session, SessionLimits};
@@ -363,10 +363,11 @@ fn invalid_utf8_payload_marked_utf8_gets_puback_0x99_and_is_not_routed() {
         packet_id: pid(9),
         reason: ReasonCode::PayloadFormatInvalid,
         // Request Problem Information defaults to 1: the refusal is explained.
-        properties: Properties {
+        properties: PropertyValues {
             reason_string: Some(super::explain(ReasonCode::PayloadFormatInvalid).to_string()),
-            ..Properties::default()
-        },
+            ..PropertyValues::default()
+        }
+        .into(),
     };
     assert_eq!(drain(&mut s), vec![Packet::PubAck(expected)]);
 }

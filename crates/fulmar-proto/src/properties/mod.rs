@@ -45,11 +45,81 @@ use property_id as id;
 /// Largest Subscription Identifier (a Variable Byte Integer) [MQTT-3.8.2.1.2].
 const MAX_SUBSCRIPTION_ID: u32 = 268_435_455;
 
+/// The property block of one packet: every MQTT 5.0 property, read and written as fields of
+/// [`PropertyValues`] through `Deref`/`DerefMut` (`props.topic_alias = Some(1)`).
+///
+/// Almost every packet carries no properties (all of 3.x, and most 5.0 traffic), while the
+/// values take ~420 bytes: held inline they made every `Packet`, `Publish` and routed message
+/// that large, copied on each move and dropped field by field. So an empty block is one null
+/// pointer, and the values live in a box allocated on the first write.
+///
+/// # Invariants
+/// Reading never allocates: an empty block reads as [`PropertyValues::EMPTY`]. Writing through
+/// `DerefMut` allocates, even to store `None`, so hot paths compare before they write.
+#[derive(Clone, Default)]
+pub struct Properties(Option<Box<PropertyValues>>);
+
+/// What an empty [`Properties`] reads as.
+static NO_VALUES: PropertyValues = PropertyValues::EMPTY;
+
+impl Properties {
+    /// True if no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_deref().is_none_or(|values| *values == NO_VALUES)
+    }
+
+    /// The values, moved out (empty ones for an empty block).
+    pub fn into_values(self) -> PropertyValues {
+        self.0
+            .map_or_else(PropertyValues::default, |values| *values)
+    }
+}
+
+impl std::ops::Deref for Properties {
+    type Target = PropertyValues;
+
+    fn deref(&self) -> &PropertyValues {
+        self.0.as_deref().unwrap_or(&NO_VALUES)
+    }
+}
+
+impl std::ops::DerefMut for Properties {
+    fn deref_mut(&mut self) -> &mut PropertyValues {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<PropertyValues> for Properties {
+    fn from(values: PropertyValues) -> Self {
+        if values == NO_VALUES {
+            Properties(None)
+        } else {
+            Properties(Some(Box::new(values)))
+        }
+    }
+}
+
+/// Equal when the values are: an empty box equals no box.
+impl PartialEq for Properties {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Properties {}
+
+/// Shown as its values, so that an empty block reads the same boxed or not.
+impl std::fmt::Debug for Properties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// Every MQTT 5.0 property. Absent single-valued properties are `None`; for 3.x they are always
-/// empty on decode and ignored on encode.
+/// empty on decode and ignored on encode. Packets hold them as [`Properties`].
 #[allow(missing_docs)] // each field is the property of the same name in MQTT 5.0 section 3.x
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Properties {
+pub struct PropertyValues {
     pub payload_format_indicator: Option<u8>,
     pub message_expiry_interval: Option<u32>,
     pub content_type: Option<String>,
@@ -199,11 +269,37 @@ impl Problem {
     }
 }
 
-impl Properties {
-    /// True if no property is set.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
+impl PropertyValues {
+    /// No property set (what `Default` gives, usable in constants).
+    pub const EMPTY: PropertyValues = PropertyValues {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        subscription_identifiers: Vec::new(),
+        session_expiry_interval: None,
+        assigned_client_identifier: None,
+        server_keep_alive: None,
+        authentication_method: None,
+        authentication_data: None,
+        request_problem_information: None,
+        will_delay_interval: None,
+        request_response_information: None,
+        response_information: None,
+        server_reference: None,
+        reason_string: None,
+        receive_maximum: None,
+        topic_alias_maximum: None,
+        topic_alias: None,
+        maximum_qos: None,
+        retain_available: None,
+        user_properties: Vec::new(),
+        maximum_packet_size: None,
+        wildcard_subscription_available: None,
+        subscription_identifier_available: None,
+        shared_subscription_available: None,
+    };
 
     /// `(identifier, present)` for every property, in identifier order.
     fn presence(&self) -> [(u8, bool); 27] {

@@ -96,16 +96,16 @@ pub fn subscription_id() -> impl Strategy<Value = u32> {
     ]
 }
 
-pub fn reason_props() -> impl Strategy<Value = Properties> {
-    (of(string()), user_properties()).prop_map(|(reason_string, user_properties)| Properties {
+pub fn reason_props() -> impl Strategy<Value = PropertyValues> {
+    (of(string()), user_properties()).prop_map(|(reason_string, user_properties)| PropertyValues {
         reason_string,
         user_properties,
-        ..Properties::default()
+        ..PropertyValues::default()
     })
 }
 
 /// PUBLISH and will properties share most fields.
-pub fn message_props() -> impl Strategy<Value = Properties> {
+pub fn message_props() -> impl Strategy<Value = PropertyValues> {
     (
         of(0..=1u8),
         of(any::<u32>()),
@@ -122,33 +122,35 @@ pub fn message_props() -> impl Strategy<Value = Properties> {
                 response_topic,
                 correlation_data,
                 user_properties,
-            )| Properties {
+            )| PropertyValues {
                 payload_format_indicator,
                 message_expiry_interval,
                 content_type,
                 response_topic,
                 correlation_data,
                 user_properties,
-                ..Properties::default()
+                ..PropertyValues::default()
             },
         )
 }
 
-pub fn publish_props() -> impl Strategy<Value = Properties> {
+pub fn publish_props() -> impl Strategy<Value = PropertyValues> {
     (
         message_props(),
         vec(subscription_id(), 0..3),
         of(1..=u16::MAX),
     )
-        .prop_map(|(p, subscription_identifiers, topic_alias)| Properties {
-            subscription_identifiers,
-            topic_alias,
-            ..p
-        })
+        .prop_map(
+            |(p, subscription_identifiers, topic_alias)| PropertyValues {
+                subscription_identifiers,
+                topic_alias,
+                ..p
+            },
+        )
 }
 
-pub fn will_props() -> impl Strategy<Value = Properties> {
-    (message_props(), of(any::<u32>())).prop_map(|(p, will_delay_interval)| Properties {
+pub fn will_props() -> impl Strategy<Value = PropertyValues> {
+    (message_props(), of(any::<u32>())).prop_map(|(p, will_delay_interval)| PropertyValues {
         will_delay_interval,
         ..p
     })
@@ -161,7 +163,7 @@ pub fn auth_fields() -> impl Strategy<Value = (Option<String>, Option<Bytes>)> {
     })
 }
 
-pub fn connect_props() -> impl Strategy<Value = Properties> {
+pub fn connect_props() -> impl Strategy<Value = PropertyValues> {
     (
         of(any::<u32>()),
         auth_fields(),
@@ -173,7 +175,7 @@ pub fn connect_props() -> impl Strategy<Value = Properties> {
         user_properties(),
     )
         .prop_map(
-            |(sei, (am, ad), rpi, rri, rm, tam, mps, user_properties)| Properties {
+            |(sei, (am, ad), rpi, rri, rm, tam, mps, user_properties)| PropertyValues {
                 session_expiry_interval: sei,
                 authentication_method: am,
                 authentication_data: ad,
@@ -183,12 +185,12 @@ pub fn connect_props() -> impl Strategy<Value = Properties> {
                 topic_alias_maximum: tam,
                 maximum_packet_size: mps,
                 user_properties,
-                ..Properties::default()
+                ..PropertyValues::default()
             },
         )
 }
 
-pub fn connack_props() -> impl Strategy<Value = Properties> {
+pub fn connack_props() -> impl Strategy<Value = PropertyValues> {
     let flags = (
         of(any::<bool>()),
         of(any::<bool>()),
@@ -213,7 +215,7 @@ pub fn connack_props() -> impl Strategy<Value = Properties> {
     );
     (reason_props(), auth_fields(), flags, limits, strings).prop_map(
         |(p, (am, ad), (ra, wsa, sia, ssa), (rm, tam, mq, mps), (aci, ri, sr, ska, sei))| {
-            Properties {
+            PropertyValues {
                 authentication_method: am,
                 authentication_data: ad,
                 retain_available: ra,
@@ -238,10 +240,10 @@ pub fn connack_props() -> impl Strategy<Value = Properties> {
 /// `props` for 5.0, empty otherwise (3.x has no properties).
 pub fn props_for(
     v: ProtocolVersion,
-    props: impl Strategy<Value = Properties> + 'static,
+    props: impl Strategy<Value = PropertyValues> + 'static,
 ) -> BoxedStrategy<Properties> {
     if v.is_v5() {
-        props.boxed()
+        props.prop_map(Properties::from).boxed()
     } else {
         Just(Properties::default()).boxed()
     }
@@ -397,12 +399,13 @@ pub fn options(v: ProtocolVersion) -> impl Strategy<Value = SubscriptionOptions>
 }
 
 pub fn subscribe(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    let props =
-        (of(subscription_id()), user_properties()).prop_map(|(id, user_properties)| Properties {
+    let props = (of(subscription_id()), user_properties()).prop_map(|(id, user_properties)| {
+        PropertyValues {
             subscription_identifiers: id.into_iter().collect(),
             user_properties,
-            ..Properties::default()
-        });
+            ..PropertyValues::default()
+        }
+    });
     (
         pid(),
         props_for(v, props),
@@ -445,9 +448,9 @@ pub fn suback(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
 }
 
 pub fn unsubscribe(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
-    let props = user_properties().prop_map(|user_properties| Properties {
+    let props = user_properties().prop_map(|user_properties| PropertyValues {
         user_properties,
-        ..Properties::default()
+        ..PropertyValues::default()
     });
     (pid(), props_for(v, props), vec(filter(), 1..4)).prop_map(
         |(packet_id, properties, filters)| {
@@ -477,7 +480,7 @@ pub fn unsuback(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
 
 pub fn disconnect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
     let props = (reason_props(), of(any::<u32>()), of(string())).prop_map(
-        |(p, session_expiry_interval, server_reference)| Properties {
+        |(p, session_expiry_interval, server_reference)| PropertyValues {
             session_expiry_interval,
             server_reference,
             ..p
@@ -494,14 +497,18 @@ pub fn disconnect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
 
 pub fn auth() -> impl Strategy<Value = Packet> {
     let props = (reason_props(), auth_fields()).prop_map(
-        |(p, (authentication_method, authentication_data))| Properties {
+        |(p, (authentication_method, authentication_data))| PropertyValues {
             authentication_method,
             authentication_data,
             ..p
         },
     );
-    (reason_in(PacketType::Auth), props)
-        .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties }))
+    (reason_in(PacketType::Auth), props).prop_map(|(reason, properties)| {
+        Packet::Auth(Auth {
+            reason,
+            properties: properties.into(),
+        })
+    })
 }
 
 /// Any packet valid in version `v`.

@@ -145,16 +145,18 @@ pub fn valid() -> Vec<Vector> {
             payload: Bytes::new(),
             qos: QoS::AtMostOnce,
             retain: false,
-            properties: Properties {
+            properties: PropertyValues {
                 will_delay_interval: Some(5),
-                ..props()
-            },
+                ..PropertyValues::default()
+            }
+            .into(),
         }),
-        properties: Properties {
+        properties: PropertyValues {
             session_expiry_interval: Some(120),
             receive_maximum: Some(10),
-            ..props()
-        },
+            ..PropertyValues::default()
+        }
+        .into(),
         ..connect(V5, 60, "c")
     };
     let v5_password_only = Connect {
@@ -163,19 +165,21 @@ pub fn valid() -> Vec<Vector> {
         ..connect(V5, 60, "c")
     };
     let v5_publish = Publish {
-        properties: Properties {
+        properties: PropertyValues {
             payload_format_indicator: Some(1),
             topic_alias: Some(5),
-            ..props()
-        },
+            ..PropertyValues::default()
+        }
+        .into(),
         ..publish(QoS::ExactlyOnce, "t", Some(1), b"x")
     };
     let alias_only = Publish {
         topic: TopicName::empty(),
-        properties: Properties {
+        properties: PropertyValues {
             topic_alias: Some(1),
-            ..props()
-        },
+            ..PropertyValues::default()
+        }
+        .into(),
         ..publish(QoS::AtMostOnce, "t", None, b"")
     };
     let retained_dup = Publish {
@@ -185,10 +189,11 @@ pub fn valid() -> Vec<Vector> {
     };
     let sub_v5 = Subscribe {
         packet_id: pid(2),
-        properties: Properties {
+        properties: PropertyValues {
             subscription_identifiers: vec![7],
-            ..props()
-        },
+            ..PropertyValues::default()
+        }
+        .into(),
         filters: vec![(
             filter("$share/g/t"),
             SubscriptionOptions {
@@ -226,7 +231,7 @@ pub fn valid() -> Vec<Vector> {
            Packet::ConnAck(ConnAck {
                session_present: false,
                reason: R::Success,
-               properties: Properties { topic_alias_maximum: Some(10), retain_available: Some(true), ..props() },
+               properties: PropertyValues { topic_alias_maximum: Some(10), retain_available: Some(true), ..PropertyValues::default() }.into(),
            })),
         ok("3.1.1 [MQTT-3.3] PUBLISH QoS 0", V3_1_1, "30 07 00 03 61 2F 62 68 69",
            Packet::Publish(publish(QoS::AtMostOnce, "a/b", None, b"hi"))),
@@ -246,7 +251,7 @@ pub fn valid() -> Vec<Vector> {
         ok("5.0 [3.4.2.1] PUBACK reason only", V5, "40 03 00 01 10", Packet::PubAck(ack(1, R::NoMatchingSubscribers))),
         ok("5.0 [3.4.2.2] PUBACK reason string", V5, "40 08 00 01 87 04 1F 00 01 78",
            Packet::PubAck(Ack {
-               properties: Properties { reason_string: Some("x".into()), ..props() },
+               properties: PropertyValues { reason_string: Some("x".into()), ..PropertyValues::default() }.into(),
                ..ack(1, R::NotAuthorized)
            })),
         ok("5.0 [3.6.2.1] PUBREL packet identifier not found", V5, "62 03 00 03 92",
@@ -280,14 +285,14 @@ pub fn valid() -> Vec<Vector> {
         ok("5.0 [3.14.2.2] DISCONNECT session expiry", V5, "E0 07 8B 05 11 00 00 00 00",
            Packet::Disconnect(Disconnect {
                reason: R::ServerShuttingDown,
-               properties: Properties { session_expiry_interval: Some(0), ..props() },
+               properties: PropertyValues { session_expiry_interval: Some(0), ..PropertyValues::default() }.into(),
            })),
         ok("5.0 [3.15.2.1] AUTH length 0 is success", V5, "F0 00",
            Packet::Auth(Auth { reason: R::Success, properties: props() })),
         ok("5.0 [3.15.2.2] AUTH continue with method", V5, "F0 07 18 05 15 00 02 61 62",
            Packet::Auth(Auth {
                reason: R::ContinueAuthentication,
-               properties: Properties { authentication_method: Some("ab".into()), ..props() },
+               properties: PropertyValues { authentication_method: Some("ab".into()), ..PropertyValues::default() }.into(),
            })),
         Vector {
             name: "5.0 [3.4.2.2.1] PUBACK success with empty property block",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fulmar_core::ProtocolError;
-use fulmar_proto::{Disconnect, Packet, Properties, ReasonCode};
+use fulmar_proto::{Disconnect, Packet, PropertyValues, ReasonCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Connection, Exit, Io};
@@ -35,10 +35,11 @@ impl Connection {
         let server_reason = self.log_exit(&exit, peer);
         if let Some(reason) = server_reason.filter(|_| self.version.is_v5()) {
             // A Reason String is always allowed on DISCONNECT [MQTT-3.1.2-29].
-            let properties = Properties {
+            let properties = PropertyValues {
                 reason_string: exit_text(&exit),
-                ..Properties::default()
-            };
+                ..PropertyValues::default()
+            }
+            .into();
             let disconnect = Disconnect { reason, properties };
             io.queue(&Packet::Disconnect(disconnect), self.version);
         }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fulmar_core::{validate_connect, ClientCapabilities, ConnectDecision, Session};
-use fulmar_proto::{Auth, ConnAck, Connect, Packet, Properties, ProtocolVersion, ReasonCode};
+use fulmar_proto::{
+    Auth, ConnAck, Connect, Packet, Properties, PropertyValues, ProtocolVersion, ReasonCode,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
@@ -284,11 +286,12 @@ where
         .unwrap_or_default();
     let (exchange, challenge) = broker.security().start_enhanced(&method, &client_first)?;
     // MQTT 5 §4.12: AUTH 0x18 with the challenge; the client answers with AUTH 0x18.
-    let properties = Properties {
+    let properties = PropertyValues {
         authentication_method: Some(method.clone()),
         authentication_data: Some(challenge.into()),
-        ..Properties::default()
-    };
+        ..PropertyValues::default()
+    }
+    .into();
     let auth = Auth {
         reason: ReasonCode::ContinueAuthentication,
         properties,
@@ -306,16 +309,20 @@ where
             if auth.reason == ReasonCode::ContinueAuthentication
                 && auth.properties.authentication_method.as_deref() == Some(method.as_str()) =>
         {
-            auth.properties.authentication_data.unwrap_or_default()
+            auth.properties
+                .into_values()
+                .authentication_data
+                .unwrap_or_default()
         }
         _ => return Err(ReasonCode::NotAuthorized),
     };
     let (user, server_final) = exchange.finish(&response)?;
-    let done = Properties {
+    let done = PropertyValues {
         authentication_method: Some(method),
         authentication_data: Some(server_final.into()),
-        ..Properties::default()
-    };
+        ..PropertyValues::default()
+    }
+    .into();
     Ok((Some(user), Some(done)))
 }
 
@@ -351,10 +358,11 @@ where
     W: AsyncWrite + Unpin,
 {
     // A Reason String is always allowed on CONNACK [MQTT-3.1.2-29]; 3.1.1 has no place for it.
-    let properties = Properties {
+    let properties = PropertyValues {
         reason_string: Some(explain_refusal(reason).to_string()),
-        ..Properties::default()
-    };
+        ..PropertyValues::default()
+    }
+    .into();
     let connack = ConnAck {
         session_present: false,
         reason,
