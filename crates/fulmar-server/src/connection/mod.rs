@@ -23,7 +23,7 @@ use fulmar_proto::{
     decode, DecodeError, Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck,
     Will,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 
 pub use io::Io;
@@ -181,7 +181,7 @@ impl Connection {
                     .reset(deadline.unwrap_or(far_future).into());
                 armed_deadline = deadline;
             }
-            io.reserve_read();
+            io.release_empty();
             let now = Instant::now();
             let paused_until = self.session.read_paused_until(now);
             if paused_until.is_some() && !was_paused {
@@ -234,7 +234,7 @@ impl Connection {
                         let _ = io.writer.flush().await;
                     }
                 }
-                read = io.reader.read_buf(&mut io.rbuf), if can_read => match read {
+                read = io::read_some(&mut io.reader, &mut io.rbuf), if can_read => match read {
                     Ok(0) | Err(_) => return Exit::Closed,
                     Ok(_) => {}
                 },
