@@ -141,7 +141,7 @@ pub(crate) fn park_for(
                 return;
             };
             tracing::debug!(client_id, "session expired");
-            broker.end_session(expired);
+            broker.end_session(*expired);
             state.timers.clear();
             if state.owner.is_none() {
                 broker.registry.remove(&client_id, &slot, &mut state);
@@ -149,5 +149,5 @@ pub(crate) fn park_for(
         });
         state.timers.push(timer.abort_handle());
     }
-    state.detached = Some(detached);
+    state.detached = Some(Box::new(detached));
 }

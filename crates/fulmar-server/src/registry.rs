@@ -62,8 +62,9 @@ pub struct SlotState {
     pub removed: bool,
     /// The connected owner, if any.
     pub owner: Option<Owner>,
-    /// A persistent session with no connection.
-    pub detached: Option<DetachedSession>,
+    /// A persistent session with no connection. Boxed: it is absent while the client is
+    /// connected, which is when most slots exist, and inline it would triple the slot.
+    pub detached: Option<Box<DetachedSession>>,
     /// Timers of the parked session (expiry, delayed will); aborted when it is taken.
     pub timers: Vec<tokio::task::AbortHandle>,
 }
@@ -74,7 +75,7 @@ impl SlotState {
         for timer in self.timers.drain(..) {
             timer.abort();
         }
-        self.detached.take()
+        self.detached.take().map(|detached| *detached)
     }
 }
 

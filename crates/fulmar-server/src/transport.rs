@@ -50,7 +50,8 @@ pub async fn serve_tcp(
         .await;
         return;
     }
-    let Some((stream, origin)) = accept_tls(&context, &broker, stream, peer).await else {
+    // Boxed: the TLS handshake's future would otherwise size the task of every connection.
+    let Some((stream, origin)) = Box::pin(accept_tls(&context, &broker, stream, peer)).await else {
         return;
     };
     let (reader, writer) = tokio::io::split(stream);
@@ -81,7 +82,7 @@ pub async fn serve_websocket(
         serve_http(origin, broker, stream, peer, connection_id, shutdown).await;
         return;
     }
-    let Some((stream, origin)) = accept_tls(&context, &broker, stream, peer).await else {
+    let Some((stream, origin)) = Box::pin(accept_tls(&context, &broker, stream, peer)).await else {
         return;
     };
     serve_http(origin, broker, stream, peer, connection_id, shutdown).await;

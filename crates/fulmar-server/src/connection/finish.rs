@@ -63,9 +63,9 @@ impl Connection {
             // goes out now.
             let delayed = will.properties.will_delay_interval.unwrap_or(0) > 0;
             if delayed && detached.is_persistent() {
-                detached.pending_will = Some(will);
+                detached.pending_will = Some(*will);
             } else {
-                self.broker.publish_will(will);
+                self.broker.publish_will(*will);
             }
         }
         if let Exit::TakenOver(kick) = exit {

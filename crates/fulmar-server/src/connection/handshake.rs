@@ -122,7 +122,7 @@ where
         session,
         mailbox,
         expiry_secs,
-        will: connect.will,
+        will: connect.will.map(Box::new),
         identity,
         slot,
         kick_rx: Some(kick_rx),

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use fulmar_core::{Delivery, Event, Message, Outbound, ProtocolError, Session, SessionKey};
 use fulmar_proto::{
-    decode, DecodeError, Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubAck, UnsubAck,
-    Will,
+    decode, Connect, DecodeError, Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubAck,
+    UnsubAck, Will,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
@@ -64,7 +64,8 @@ pub struct Connection {
     mailbox: Arc<Mailbox>,
     /// Session Expiry Interval (seconds; `u32::MAX` never; 0 ends with the connection).
     expiry_secs: u32,
-    will: Option<Will>,
+    /// Boxed: most clients have none, and inline it would cost every connection 400 bytes.
+    will: Option<Box<Will>>,
     /// Who the client is, for ACL checks.
     identity: Arc<crate::broker::Identity>,
     slot: Arc<Slot>,
@@ -103,6 +104,39 @@ pub async fn serve<R, W>(
     };
     let _admitted = admitted;
     let mut io = Io::new(reader, writer);
+    // Reading CONNECT, the handshake and the close are boxed: their futures are several
+    // times the size of the run loop's, and unboxed they would size the task (an async
+    // fn's future is as large as its largest state) of every idle connection.
+    let Some(connect) = Box::pin(read_connect(&broker, &mut io, peer, &mut shutdown)).await else {
+        return;
+    };
+    let Some(mut connection) = Box::pin(handshake::accept(
+        &broker,
+        &mut io,
+        connect,
+        connection_id,
+        &origin,
+    ))
+    .await
+    else {
+        return;
+    };
+    let exit = connection.run(&mut io, &mut shutdown).await;
+    Box::pin(connection.finish(exit, &mut io, peer)).await;
+}
+
+/// Reads the CONNECT packet; `None` (after answering where the spec says so) when the
+/// connection is to close instead.
+async fn read_connect<R, W>(
+    broker: &Broker,
+    io: &mut Io<R, W>,
+    peer: SocketAddr,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Connect>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let max_packet = broker.config().limits.max_packet_size as usize;
     // [MQTT-3.1.0-1] CONNECT first, and within the configured time.
     let first = tokio::select! {
@@ -110,45 +144,38 @@ pub async fn serve<R, W>(
             broker.config().connect_timeout(),
             io.read_packet(ProtocolVersion::V3_1_1, max_packet),
         ) => read,
-        _ = shutdown.changed() => return,
+        _ = shutdown.changed() => return None,
     };
-    let connect = match first {
-        Ok(Ok(Packet::Connect(connect))) => connect,
+    match first {
+        Ok(Ok(Packet::Connect(connect))) => Some(connect),
         Ok(Ok(other)) => {
             bump(&broker.metrics().protocol_errors);
             tracing::info!(%peer, packet = other.kind_name(), "first packet is not CONNECT; closing");
-            return;
+            None
         }
         Ok(Err(ReadError::Decode(DecodeError::UnsupportedProtocolVersion(level)))) => {
             tracing::info!(%peer, level, "unsupported protocol level; CONNACK 0x01");
             // [MQTT-3.1.2-2] answer 0x01 in the 3.1.1 form, then close.
             handshake::refuse(
-                &mut io,
+                io,
                 ProtocolVersion::V3_1_1,
                 ReasonCode::UnsupportedProtocolVersion,
             )
             .await;
-            return;
+            None
         }
         Ok(Err(ReadError::Decode(error))) => {
             bump(&broker.metrics().protocol_errors);
             tracing::info!(%peer, %error, "malformed CONNECT; closing");
-            return;
+            None
         }
-        Ok(Err(ReadError::Closed)) => return,
+        Ok(Err(ReadError::Closed)) => None,
         Err(_) => {
             bump(&broker.metrics().connect_timeouts);
             tracing::info!(%peer, "no CONNECT within connect_timeout_secs; closing");
-            return;
+            None
         }
-    };
-    let Some(mut connection) =
-        handshake::accept(&broker, &mut io, connect, connection_id, &origin).await
-    else {
-        return;
-    };
-    let exit = connection.run(&mut io, &mut shutdown).await;
-    connection.finish(exit, &mut io, peer).await;
+    }
 }
 
 impl Connection {
@@ -487,3 +514,6 @@ impl Connection {
         None
     }
 }
+
+#[cfg(test)]
+mod tests;
