@@ -188,8 +188,10 @@ impl Connection {
         let high_water = self.broker.config().limits.max_write_buffer_bytes;
         let max_packet = self.broker.config().limits.max_packet_size as usize;
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
-        let keep_alive = tokio::time::sleep_until(far_future.into());
-        tokio::pin!(keep_alive);
+        // One timer for the keep-alive deadline and the end of a publish-rate pause, whichever
+        // comes first: every timer is part of the task's size for the connection's life.
+        let timer = tokio::time::sleep_until(far_future.into());
+        tokio::pin!(timer);
         let mut armed_deadline = None;
         let mut was_paused = false;
         loop {
@@ -201,13 +203,6 @@ impl Connection {
                 }
             }
             self.pump(io, high_water);
-            let deadline = self.session.keep_alive_deadline();
-            if deadline != armed_deadline {
-                keep_alive
-                    .as_mut()
-                    .reset(deadline.unwrap_or(far_future).into());
-                armed_deadline = deadline;
-            }
             io.release_empty();
             let now = Instant::now();
             let paused_until = self.session.read_paused_until(now);
@@ -215,22 +210,26 @@ impl Connection {
                 bump(&self.broker.metrics().publish_rate_pauses);
             }
             was_paused = paused_until.is_some();
+            let deadline = match (self.session.keep_alive_deadline(), paused_until) {
+                (Some(keep_alive), Some(until)) => Some(keep_alive.min(until)),
+                (keep_alive, until) => keep_alive.or(until),
+            };
+            if deadline != armed_deadline {
+                timer.as_mut().reset(deadline.unwrap_or(far_future).into());
+                armed_deadline = deadline;
+            }
             let can_read =
                 io.wbuf.len() < high_water && paused_until.is_none() && !self.hold.is_holding();
             let waiting = self.hold.is_waiting();
-            let resume_reading = async {
-                match paused_until {
-                    Some(until) => tokio::time::sleep_until(until.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
             let kick = async {
                 match self.kick_rx.as_mut() {
                     Some(rx) => rx.await.ok(),
                     None => std::future::pending().await,
                 }
             };
-            let hold_wait = self.hold.wait();
+            // Boxed, so that only a connection that holds replies pays for this future (it
+            // is polled, and so allocated, only while `waiting`).
+            let hold_wait = async { Box::pin(self.hold.wait()).await };
             let gated = self.write_gate.is_some();
             let gate = async {
                 match self.write_gate.as_mut() {
@@ -274,8 +273,8 @@ impl Connection {
                         bump(&self.broker.metrics().publisher_holds_expired);
                     }
                 }
-                _ = resume_reading => {}
-                _ = &mut keep_alive => {
+                // The keep-alive deadline or the end of a read pause (the loop re-checks it).
+                _ = &mut timer => {
                     if let Err(e) = self.session.check_keep_alive(Instant::now()) {
                         bump(&self.broker.metrics().keep_alive_timeouts);
                         return Exit::Violation(e);
