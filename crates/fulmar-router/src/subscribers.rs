@@ -158,24 +158,30 @@ impl<K: Copy + Eq + Hash, V> Subscriptions<K, V> {
         removed
     }
 
-    /// Report every plain subscriber, and per group the one member `choose` picks.
+    /// Report every plain subscriber, and per group the one member `choose` picks. Returns how
+    /// many sources reported anything (the plain set counts once, each group once): each
+    /// source reports a key at most once.
     ///
     /// An index from `choose` past the member list is ignored (the group gets nothing).
     #[inline]
-    pub(crate) fn visit<C, F>(&self, choose: &mut C, f: &mut F)
+    pub(crate) fn visit<C, F>(&self, choose: &mut C, f: &mut F) -> usize
     where
         C: FnMut(&SharedGroup<K, V>) -> Option<usize>,
         F: FnMut(K, &V),
     {
-        for (key, value) in self.plain.as_slice() {
+        let plain = self.plain.as_slice();
+        for (key, value) in plain {
             f(*key, value);
         }
+        let mut sources = usize::from(!plain.is_empty());
         for group in &self.groups {
             debug_assert!(!group.members().is_empty(), "empty groups are dropped");
             if let Some((key, value)) = choose(group).and_then(|i| group.members().get(i)) {
                 f(*key, value);
+                sources += 1;
             }
         }
+        sources
     }
 }
 

@@ -126,33 +126,41 @@ impl<K: Copy + Eq + Hash, V> Node<K, V> {
         }
     }
 
-    /// Report the subscriptions matching the topic `levels` below this node.
+    /// Report the subscriptions matching the topic `levels` below this node; returns how many
+    /// sources reported (see [`Subscriptions::visit`]).
     ///
     /// `wildcards` is false only at the root of a `$` topic ([MQTT-4.7.2-1]).
-    fn walk<C, F>(&self, mut levels: Split<'_, char>, wildcards: bool, choose: &mut C, f: &mut F)
+    fn walk<C, F>(
+        &self,
+        mut levels: Split<'_, char>,
+        wildcards: bool,
+        choose: &mut C,
+        f: &mut F,
+    ) -> usize
     where
         C: FnMut(&SharedGroup<K, V>) -> Option<usize>,
         F: FnMut(K, &V),
     {
+        let mut sources = 0;
         if wildcards {
             // §4.7.1.2 `#` matches this (parent) level and every level below it.
             if let Some(hash) = &self.hash {
-                hash.visit(choose, f);
+                sources += hash.visit(choose, f);
             }
         }
         let Some(level) = levels.next() else {
-            self.subs.visit(choose, f);
-            return;
+            return sources + self.subs.visit(choose, f);
         };
         if let Some(child) = self.literal.get(level) {
-            child.walk(levels.clone(), true, choose, f);
+            sources += child.walk(levels.clone(), true, choose, f);
         }
         if wildcards {
             // §4.7.1.3 `+` matches exactly one level, which may be empty.
             if let Some(plus) = &self.plus {
-                plus.walk(levels, true, choose, f);
+                sources += plus.walk(levels, true, choose, f);
             }
         }
+        sources
     }
 
     fn count_nodes(&self) -> usize {
@@ -218,8 +226,12 @@ impl<K: Copy + Eq + Hash, V> TopicTree<K, V> {
     /// (overlapping) filters is reported once per filter: the caller deduplicates (§4.7.2 lets
     /// the server deliver once with the highest QoS). Topics starting with `$` are not matched
     /// by filters whose first level is `+` or `#` [MQTT-4.7.2-1]. Does not allocate.
-    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(K, &V)) {
-        self.walk(topic, &mut SharedGroup::next_index, &mut f);
+    ///
+    /// Returns how many sources reported anything: matching filters with plain subscribers,
+    /// and shared groups. At most one means no key was reported twice, so the caller can skip
+    /// deduplicating.
+    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(K, &V)) -> usize {
+        self.walk(topic, &mut SharedGroup::next_index, &mut f)
     }
 
     /// Like [`for_each_match`](Self::for_each_match), but the caller picks the member of each
@@ -235,13 +247,13 @@ impl<K: Copy + Eq + Hash, V> TopicTree<K, V> {
         self.walk(topic, &mut choose, &mut f);
     }
 
-    fn walk<C, F>(&self, topic: &str, choose: &mut C, f: &mut F)
+    fn walk<C, F>(&self, topic: &str, choose: &mut C, f: &mut F) -> usize
     where
         C: FnMut(&SharedGroup<K, V>) -> Option<usize>,
         F: FnMut(K, &V),
     {
         let wildcards = !is_dollar_topic(topic);
-        self.root.walk(topic.split(SEPARATOR), wildcards, choose, f);
+        self.root.walk(topic.split(SEPARATOR), wildcards, choose, f)
     }
 
     /// Number of `(filter, key)` subscriptions.

@@ -162,3 +162,25 @@ fn overlapping_filters_report_a_key_once_per_filter() {
     hits.sort_unstable();
     assert_eq!(hits, ["#", "$share/g/a/b", "+/b", "a/#", "a/+", "a/b"]);
 }
+
+#[test]
+fn match_reports_how_many_sources_can_repeat_a_key() {
+    let mut tree = TopicTree::new();
+    tree.insert("a/b", 1u64, ());
+    tree.insert("a/b", 2u64, ());
+    assert_eq!(
+        tree.for_each_match("a/b", |_, ()| {}),
+        1,
+        "one filter, two keys"
+    );
+    tree.insert("a/+", 1u64, ());
+    assert_eq!(
+        tree.for_each_match("a/b", |_, ()| {}),
+        2,
+        "key 1 comes twice"
+    );
+    tree.insert("$share/g/a/b", 3u64, ());
+    assert_eq!(tree.for_each_match("a/b", |_, ()| {}), 3);
+    assert_eq!(tree.for_each_match("a/c", |_, ()| {}), 1);
+    assert_eq!(tree.for_each_match("x", |_, ()| {}), 0);
+}

@@ -53,7 +53,7 @@ impl Broker {
         let mut targets: SmallVec<[Target; 8]> = SmallVec::new();
         let acl = self.security().acl();
         let mut denied = 0u64;
-        {
+        let sources = {
             let tree = self.subscriptions.read();
             let topic = message.topic.as_str();
             tree.for_each_match(topic, |key, subscriber| {
@@ -68,14 +68,17 @@ impl Broker {
                 if let Some(target) = target_for(&message, key, subscriber) {
                     targets.push(target);
                 }
-            });
-        }
+            })
+        };
         if denied > 0 {
             self.metrics()
                 .deliveries_denied
                 .fetch_add(denied, std::sync::atomic::Ordering::Relaxed);
         }
-        let mut targets = merge_overlapping(targets);
+        // One source (one filter's subscribers, or one shared group) never repeats a key.
+        if sources > 1 {
+            merge_overlapping(&mut targets);
+        }
         let mut batch = extra;
         let mut body = None;
         // Stored recipients, locked (address order, once each) until the batch is submitted.
@@ -435,29 +438,24 @@ fn target_for(message: &Arc<Message>, key: SessionKey, subscriber: &Subscriber) 
 /// [MQTT-3.3.5-1] a client with several matching non-shared subscriptions gets the message
 /// once, at the highest QoS among them, carrying every subscription identifier (MQTT 5
 /// §3.3.4). Shared subscriptions are separate deliveries (MQTT 5 §4.8.2).
-fn merge_overlapping(mut targets: SmallVec<[Target; 8]>) -> SmallVec<[Target; 8]> {
+fn merge_overlapping(targets: &mut SmallVec<[Target; 8]>) {
     if targets.len() < 2 {
-        return targets;
+        return;
     }
+    // Plain deliveries of one key end up adjacent: shared ones (`Some`) sort after them.
     targets.sort_unstable_by(|a, b| {
         (a.key, &a.delivery.shared_filter).cmp(&(b.key, &b.delivery.shared_filter))
     });
-    let mut merged: SmallVec<[Target; 8]> = SmallVec::with_capacity(targets.len());
-    for target in targets {
-        match merged.last_mut() {
-            Some(last)
-                if last.key == target.key
-                    && last.delivery.shared_filter.is_none()
-                    && target.delivery.shared_filter.is_none() =>
-            {
-                last.delivery.qos = last.delivery.qos.max(target.delivery.qos);
-                last.delivery.retain |= target.delivery.retain;
-                last.delivery
-                    .subscription_ids
-                    .extend(target.delivery.subscription_ids);
-            }
-            _ => merged.push(target),
+    targets.dedup_by(|target, kept| {
+        let same = kept.key == target.key
+            && kept.delivery.shared_filter.is_none()
+            && target.delivery.shared_filter.is_none();
+        if same {
+            kept.delivery.qos = kept.delivery.qos.max(target.delivery.qos);
+            kept.delivery.retain |= target.delivery.retain;
+            let ids = std::mem::take(&mut target.delivery.subscription_ids);
+            kept.delivery.subscription_ids.extend(ids);
         }
-    }
-    merged
+        same
+    });
 }
