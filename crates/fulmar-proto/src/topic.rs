@@ -62,9 +62,25 @@ fn check_common(s: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// The topic-name rules, in one pass over the bytes: every PUBLISH's topic goes through here.
 fn check_name(s: &str) -> Result<(), TopicError> {
-    check_common(s)?;
-    if s.contains(['+', '#']) {
+    if s.is_empty() {
+        return Err(TopicError::Empty); // [MQTT-4.7.3-1]
+    }
+    if s.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong);
+    }
+    // U+0000, `+` and `#` are single bytes below 0x80, which never occur inside a multi-byte
+    // UTF-8 sequence, so a byte scan finds exactly these characters.
+    let (mut null, mut wildcard) = (false, false);
+    for &b in s.as_bytes() {
+        null |= b == 0;
+        wildcard |= b == b'+' || b == b'#';
+    }
+    if null {
+        return Err(TopicError::NullCharacter); // [MQTT-4.7.3-2]
+    }
+    if wildcard {
         return Err(TopicError::WildcardInName); // [MQTT-3.3.2-2]
     }
     Ok(())
@@ -203,7 +219,9 @@ impl TopicName {
 
     /// Validates raw bytes (UTF-8 included) and wraps them without copying.
     pub fn from_bytes(bytes: Bytes) -> Result<Self, TopicError> {
-        check_name(check_utf8(&bytes)?)?;
+        // `check_name` also rejects U+0000 [MQTT-1.5.4-2], so `check_utf8` would only repeat it.
+        let name = std::str::from_utf8(&bytes).map_err(|_| TopicError::InvalidUtf8)?;
+        check_name(name)?;
         Ok(Self(bytes))
     }
 

@@ -13,7 +13,7 @@ impl Session {
         self.resolve_topic_alias(&mut publish)?;
         let topic = publish.topic.as_str();
         if topic.len() > self.limits.max_topic_len
-            || topic.split('/').count() > self.limits.max_topic_levels
+            || topic.bytes().filter(|&b| b == b'/').count() + 1 > self.limits.max_topic_levels
         {
             return Err(ProtocolError::TopicNameTooLong);
         }
