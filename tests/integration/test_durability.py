@@ -5,14 +5,20 @@ subscriptions and queued messages (docs/architecture.md, Persistence). Fulmar on
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
+import mqtt5_raw
+import mqtt_raw
+
 from conftest import fulmar_binary, free_port
 from durability_helpers import Restartable
-from helpers import unique
+from helpers import WAIT, unique
 
 pytestmark = pytest.mark.fulmar_only
+
+V5_QUOTA_EXCEEDED = 0x97
 
 
 @pytest.fixture
@@ -99,3 +105,144 @@ def test_corrupt_store_stops_the_broker_with_a_clear_message(tmp_path):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     assert r.returncode == 1, r.stderr
     assert "corrupt" in r.stderr and str(data) in r.stderr, r.stderr
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+def test_offline_queue_is_kept_on_disk_not_in_memory(tmp_path, restartable, mqtt_client):
+    """An offline persistent session's queued messages live in the store, not in the broker's memory
+    (docs/limits.md, offline queues): queueing 14 MB for it must not grow the broker's RSS by anything
+    like 14 MB; a queue held in memory grows it by at least that. When the client comes back, every
+    message is read back from the store and delivered in order."""
+    config = tmp_path / "small-cache.toml"
+    # A small page cache, so that what the store engine caches does not hide what the queue holds.
+    config.write_text("[persistence]\ncache_bytes = 2097152\n")
+    broker = restartable("--config", str(config))
+    topic, cid = unique("spill") + "/q", unique("sub")
+    sub = mqtt_client(broker.broker, client_id=cid, clean_session=False).connect()
+    sub.subscribe(topic, qos=1)
+    sub.disconnect()
+    pub = mqtt_client(broker.broker).connect()
+    count, size = 900, 16 * 1024
+    payload = lambda i: i.to_bytes(4, "big") * (size // 4)  # noqa: E731
+    # Warm up the allocator and the store with the same traffic to a topic nobody holds.
+    for i in range(50):
+        pub.publish(unique("warm"), payload(i), qos=1)
+    before = rss_kb(broker.broker.proc.pid)
+    for i in range(count):
+        pub.publish(topic, payload(i), qos=1)
+    grown_kb = rss_kb(broker.broker.proc.pid) - before
+    queued_kb = count * size // 1024
+    assert grown_kb < queued_kb // 3, f"RSS grew {grown_kb} KB while {queued_kb} KB were queued offline"
+
+    sub = mqtt_client(broker.broker, client_id=cid, clean_session=False).connect()
+    assert sub.session_present
+    got = [sub.expect_message().payload for _ in range(count)]
+    assert [int.from_bytes(p[:4], "big") for p in got] == list(range(count))
+    assert all(p == payload(i) for i, p in enumerate(got))
+
+
+def test_restored_session_keeps_its_username_for_acl_checks(tmp_path, restartable, mqtt_client):
+    """A persistent session's subscription is checked against the ACL on every delivery with the
+    session's username. After a restart the restored session must still be that user: alice may read
+    alice/#, an anonymous client may not, so a restored session that forgot its username gets nothing."""
+    from security_helpers import write_password_file
+
+    pw = write_password_file(tmp_path / "passwords", {"alice": "a-pw"})
+    acl = tmp_path / "acl"
+    acl.write_text("user alice\ntopic readwrite alice/#\n")
+    broker = restartable("--password-file", str(pw), "--acl-file", str(acl))
+    cid = unique("alice")
+    sub = mqtt_client(broker.broker, client_id=cid, clean_session=False)
+    sub.paho.username_pw_set("alice", "a-pw")
+    sub.connect()
+    sub.subscribe("alice/#", qos=1)
+    sub.disconnect()
+    broker.restart(hard=True)
+    pub = mqtt_client(broker.broker)
+    pub.paho.username_pw_set("alice", "a-pw")
+    pub.connect()
+    pub.publish("alice/news", b"for alice", qos=1)
+    pub.stop()
+    sub = mqtt_client(broker.broker, client_id=cid, clean_session=False)
+    sub.paho.username_pw_set("alice", "a-pw")
+    sub.connect()
+    assert sub.session_present
+    assert sub.expect_message().payload == b"for alice"
+
+
+def packets_until_closed(client) -> list:
+    """Every packet the broker sends until it closes the connection (fails on a timeout instead)."""
+    got = []
+    while True:
+        try:
+            got.append(client.read_packet(WAIT))
+        except mqtt_raw.ConnectionClosed:
+            return got
+
+
+def test_a_full_store_refuses_qos1_with_0x97_and_never_acknowledges_what_it_did_not_keep(
+        tmp_path, restartable, raw_client, raw5_client):
+    """[persistence] max_store_bytes bounds the message bodies the store holds. Once it is reached a QoS 1
+    message for a persistent session is refused: MQTT 5 gets PUBACK 0x97 Quota exceeded; MQTT 3.1.1 has no
+    negative PUBACK, so its connection is closed without one (the client sends the message again later)
+    rather than the message being acknowledged and dropped. Draining the queue makes room again."""
+    config = tmp_path / "small-store.toml"
+    config.write_text("[persistence]\nmax_store_bytes = 40000\n")
+    broker = restartable("--config", str(config)).broker
+    topic, cid = unique("full") + "/t", unique("sub")
+    sub = raw_client(broker)
+    assert sub.mqtt_connect(cid, clean_session=False).return_code == 0
+    assert sub.mqtt_subscribe(1, [(topic, 1)]).granted == [1]
+    sub.mqtt_disconnect()
+
+    pub5 = raw5_client(broker)
+    assert pub5.mqtt_connect(unique("pub5")).reason == 0
+    reasons = []
+    for pid in range(1, 11):
+        pub5.send(mqtt5_raw.publish(topic, bytes([pid]) * 10_000, qos=1, packet_id=pid))
+        ack = pub5.expect(mqtt_raw.PUBACK)
+        assert ack.packet_id == pid
+        reasons.append(ack.reason)
+        if ack.reason == V5_QUOTA_EXCEEDED:
+            break
+    accepted = reasons.index(V5_QUOTA_EXCEEDED) if V5_QUOTA_EXCEEDED in reasons else None
+    assert accepted is not None and accepted >= 3, f"PUBACK reasons {reasons}: 40 kB hold 3 of 10 kB"
+
+    pub3 = raw_client(broker)
+    assert pub3.mqtt_connect(unique("pub3")).return_code == 0
+    pub3.send(mqtt_raw.publish(topic, b"x" * 10_000, qos=1, packet_id=1))
+    assert [p.name for p in packets_until_closed(pub3)] == [], "3.1.1: closed, and no PUBACK"
+
+    back = raw_client(broker)
+    assert back.mqtt_connect(cid, clean_session=False).session_present
+    for i in range(accepted):
+        p = back.expect(mqtt_raw.PUBLISH)
+        assert p.payload == bytes([i + 1]) * 10_000
+        back.send(mqtt_raw.puback(p.packet_id))
+    # Room again once the acknowledgements commit: a 3.1.1 publisher's message is taken and acknowledged.
+    deadline = time.monotonic() + WAIT
+    while True:
+        retry = raw_client(broker)
+        assert retry.mqtt_connect(unique("pub3")).return_code == 0
+        retry.send(mqtt_raw.publish(topic, b"after", qos=1, packet_id=1))
+        got = packets_until_closed_or_first(retry)
+        if got is not None:
+            assert got.ptype == mqtt_raw.PUBACK
+            break
+        assert time.monotonic() < deadline, "the store never made room after the queue drained"
+    assert back.expect(mqtt_raw.PUBLISH).payload == b"after"
+
+
+def packets_until_closed_or_first(client):
+    """The first packet from the broker, or None if it closes the connection first."""
+    try:
+        return client.read_packet(WAIT)
+    except mqtt_raw.ConnectionClosed:
+        return None

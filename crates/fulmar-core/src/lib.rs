@@ -21,7 +21,7 @@ pub mod session;
 pub use connect::{assign_client_id, validate_connect, ConnectDecision};
 pub use error::ProtocolError;
 pub use message::{Delivery, Message, SessionKey, StoredRef};
-pub use outbox::{Outbox, PushOutcome, QueueLimits};
+pub use outbox::{Outbox, PushOutcome, QueueLimits, SpilledRef};
 pub use session::{
     ClientCapabilities, Event, InflightEntry, Outbound, OutboundState, Persist, RestoredState,
     Session, SessionLimits,

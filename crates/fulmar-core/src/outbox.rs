@@ -4,6 +4,13 @@
 //! recipient's connection drains it as its inflight window allows. An outbox never blocks the
 //! publisher: when it is full, the message is dropped for this recipient and counted.
 //!
+//! Offline persistent sessions spill to the store: while a session is offline, a delivery
+//! that is also queued in the durable store (`Delivery::stored`) keeps only a
+//! [`SpilledRef`] here and its message is released from memory; the connection that resumes
+//! the session reads spilled entries back from the store as its window allows. Deliveries
+//! for a shared subscription stay in memory (if the session ends they go to another member
+//! of the group, which needs the message at hand).
+//!
 //! Overflow policy (documented in docs/limits.md):
 //! - QoS 0 to an offline session is dropped (it is not queued for offline clients).
 //! - Anything beyond `max_messages` or `max_bytes` is dropped, QoS 0 first: QoS 0 may only
@@ -14,7 +21,7 @@ use std::collections::VecDeque;
 
 use fulmar_proto::QoS;
 
-use crate::message::Delivery;
+use crate::message::{Delivery, StoredRef};
 
 /// Limits of one outbox (per session).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,17 +55,52 @@ pub enum PushOutcome {
     DroppedFull,
 }
 
+/// A delivery whose message lives only in the durable store (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpilledRef {
+    /// Where it is stored: its sequence in the session's stored queue.
+    pub stored: StoredRef,
+    /// Effective QoS (1 or 2: only stored deliveries spill).
+    pub qos: QoS,
+    /// [`Delivery::queued_size`] of the delivery, still counted against the limits.
+    pub size: usize,
+}
+
+/// One queued entry: the delivery itself, or a reference to its stored copy.
+#[derive(Debug)]
+enum Entry {
+    InMemory(Delivery),
+    Spilled(SpilledRef),
+}
+
+/// Spills `delivery` if it may live in the store only: it is stored there, and it is not
+/// for a shared subscription.
+fn spill(delivery: Delivery) -> Entry {
+    match delivery.stored {
+        Some(stored) if delivery.shared_filter.is_none() => Entry::Spilled(SpilledRef {
+            stored,
+            qos: delivery.qos,
+            size: delivery.queued_size(),
+        }),
+        _ => Entry::InMemory(delivery),
+    }
+}
+
 /// Bounded FIFO of deliveries for one session.
 ///
 /// # Invariants
-/// - `bytes` is the sum of `queued_size()` over `queue`.
+/// - `bytes` is the sum of the sizes of all entries (spilled ones count their delivery's
+///   `queued_size()`), so limits do not depend on where an entry lives.
+/// - `spilled` is the number of `Entry::Spilled` in `queue`; they are created only while
+///   the session is offline.
 /// - `queue.len() <= limits.max_messages` and `bytes <= limits.max_bytes`, except that one
 ///   delivery larger than `max_bytes` is accepted into an empty queue (so a single large
 ///   message is never undeliverable).
 #[derive(Debug)]
 pub struct Outbox {
-    queue: VecDeque<Delivery>,
+    queue: VecDeque<Entry>,
     bytes: usize,
+    spilled: usize,
     limits: QueueLimits,
     online: bool,
     dropped_full: u64,
@@ -71,6 +113,7 @@ impl Outbox {
         Outbox {
             queue: VecDeque::new(),
             bytes: 0,
+            spilled: 0,
             limits,
             online: true,
             dropped_full: 0,
@@ -78,9 +121,24 @@ impl Outbox {
         }
     }
 
-    /// Marks the session connected or not; offline sessions queue only QoS 1/2.
+    /// Marks the session connected or not; offline sessions queue only QoS 1/2, and going
+    /// offline spills what is queued and stored (see the module docs).
     pub fn set_online(&mut self, online: bool) {
         self.online = online;
+        if !online && self.spilled < self.queue.len() {
+            self.queue = std::mem::take(&mut self.queue)
+                .into_iter()
+                .map(|entry| match entry {
+                    Entry::InMemory(delivery) => spill(delivery),
+                    spilled => spilled,
+                })
+                .collect();
+            self.spilled = self
+                .queue
+                .iter()
+                .filter(|e| matches!(e, Entry::Spilled(_)))
+                .count();
+        }
     }
 
     /// Whether a connection currently drains this outbox.
@@ -109,7 +167,13 @@ impl Outbox {
             return PushOutcome::DroppedFull;
         }
         self.bytes += size;
-        self.queue.push_back(delivery);
+        let entry = if self.online {
+            Entry::InMemory(delivery)
+        } else {
+            spill(delivery)
+        };
+        self.spilled += usize::from(matches!(entry, Entry::Spilled(_)));
+        self.queue.push_back(entry);
         PushOutcome::Queued { was_empty }
     }
 
@@ -126,11 +190,12 @@ impl Outbox {
 
     /// Moves deliveries from the front into `out`, in order, at most `max` of them, and at most
     /// `window` of QoS 1/2 (the session's free inflight slots). Stops at the first QoS 1/2
-    /// delivery that does not fit, so order is kept [MQTT-4.6.0-6].
+    /// delivery that does not fit, so order is kept [MQTT-4.6.0-6], and at the first spilled
+    /// entry (taken with [`Outbox::pop_spilled`]).
     pub fn pop_batch(&mut self, mut window: usize, max: usize, out: &mut Vec<Delivery>) {
         let mut taken = 0;
         while taken < max {
-            let Some(front) = self.queue.front() else {
+            let Some(Entry::InMemory(front)) = self.queue.front() else {
                 break;
             };
             if front.qos != QoS::AtMostOnce {
@@ -139,7 +204,7 @@ impl Outbox {
                 }
                 window -= 1;
             }
-            let Some(delivery) = self.queue.pop_front() else {
+            let Some(Entry::InMemory(delivery)) = self.queue.pop_front() else {
                 break;
             };
             self.bytes -= delivery.queued_size();
@@ -149,18 +214,48 @@ impl Outbox {
         debug_assert!(self.queue.is_empty() == (self.bytes == 0));
     }
 
+    /// Moves the spilled entries at the front into `out`, in order, at most `window` of them
+    /// (all are QoS 1/2). The caller reads their messages from the store and delivers them
+    /// before anything else of this queue.
+    pub fn pop_spilled(&mut self, window: usize, out: &mut Vec<SpilledRef>) {
+        while out.len() < window {
+            let Some(Entry::Spilled(spilled)) = self.queue.front() else {
+                break;
+            };
+            let spilled = *spilled;
+            self.queue.pop_front();
+            self.bytes -= spilled.size;
+            self.spilled -= 1;
+            out.push(spilled);
+        }
+    }
+
     /// Removes everything (used when a session ends or is discarded), returning the count.
     pub fn clear(&mut self) -> usize {
         let n = self.queue.len();
         self.queue.clear();
         self.bytes = 0;
+        self.spilled = 0;
         n
     }
 
-    /// Takes all queued deliveries out, in order.
+    /// Takes all deliveries held in memory out, in order, and forgets the spilled ones (for
+    /// a session that ends: its stored queue goes with it).
     pub fn drain_all(&mut self) -> Vec<Delivery> {
         self.bytes = 0;
-        self.queue.drain(..).collect()
+        self.spilled = 0;
+        self.queue
+            .drain(..)
+            .filter_map(|entry| match entry {
+                Entry::InMemory(delivery) => Some(delivery),
+                Entry::Spilled(_) => None,
+            })
+            .collect()
+    }
+
+    /// Number of queued entries whose message is only in the store.
+    pub fn spilled(&self) -> usize {
+        self.spilled
     }
 
     /// Number of queued deliveries.
@@ -330,5 +425,84 @@ mod tests {
         let sizes: Vec<usize> = out.iter().map(|d| d.message.payload.len()).collect();
         assert_eq!(sizes, vec![1, 2]);
         assert_eq!(outbox.len(), 2);
+    }
+
+    fn stored(qos: QoS, seq: u64) -> Delivery {
+        let mut d = delivery(qos, 10);
+        d.stored = Some(StoredRef { seq, body_id: 1 });
+        d
+    }
+
+    #[test]
+    fn offline_stored_deliveries_spill_and_keep_counting_against_limits() {
+        let mut outbox = Outbox::new(QueueLimits {
+            max_messages: 3,
+            max_bytes: 1 << 20,
+        });
+        outbox.set_online(false);
+        let size = stored(QoS::AtLeastOnce, 0).queued_size();
+        outbox.push(stored(QoS::AtLeastOnce, 0));
+        let mut shared = stored(QoS::AtLeastOnce, 1);
+        shared.shared_filter = Some(Arc::from("$share/g/t"));
+        outbox.push(shared);
+        outbox.push(stored(QoS::ExactlyOnce, 2));
+        assert_eq!(
+            outbox.spilled(),
+            2,
+            "the shared-subscription delivery stays in memory"
+        );
+        assert_eq!(outbox.bytes(), 3 * size);
+        assert_eq!(
+            outbox.push(stored(QoS::AtLeastOnce, 3)),
+            PushOutcome::DroppedFull,
+            "spilled entries still count against max_messages"
+        );
+    }
+
+    #[test]
+    fn going_offline_spills_what_is_stored_and_keeps_order() {
+        let mut outbox = Outbox::new(QueueLimits::default());
+        outbox.push(stored(QoS::AtLeastOnce, 7));
+        outbox.push(delivery(QoS::AtLeastOnce, 1));
+        outbox.push(stored(QoS::AtLeastOnce, 8));
+        assert_eq!(outbox.spilled(), 0, "nothing spills while online");
+        outbox.set_online(false);
+        assert_eq!(outbox.spilled(), 2);
+        outbox.set_online(true);
+
+        let (mut spilled, mut ready) = (Vec::new(), Vec::new());
+        outbox.pop_batch(10, 10, &mut ready);
+        assert!(
+            ready.is_empty(),
+            "a spilled entry at the front stops pop_batch"
+        );
+        outbox.pop_spilled(10, &mut spilled);
+        assert_eq!(
+            spilled.iter().map(|s| s.stored.seq).collect::<Vec<_>>(),
+            [7]
+        );
+        outbox.pop_batch(10, 10, &mut ready);
+        assert_eq!(ready.len(), 1, "the in-memory delivery between the two");
+        spilled.clear();
+        outbox.pop_spilled(0, &mut spilled);
+        assert!(spilled.is_empty(), "no window, nothing taken");
+        outbox.pop_spilled(1, &mut spilled);
+        assert_eq!(spilled[0].stored.seq, 8);
+        assert!(outbox.is_empty());
+        assert_eq!((outbox.bytes(), outbox.spilled()), (0, 0));
+    }
+
+    #[test]
+    fn drain_all_returns_only_what_is_in_memory() {
+        let mut outbox = Outbox::new(QueueLimits::default());
+        outbox.set_online(false);
+        outbox.push(stored(QoS::AtLeastOnce, 1));
+        let mut shared = stored(QoS::AtLeastOnce, 2);
+        shared.shared_filter = Some(Arc::from("$share/g/t"));
+        outbox.push(shared);
+        let drained = outbox.drain_all();
+        assert_eq!(drained.len(), 1);
+        assert!(drained[0].shared_filter.is_some());
+        assert_eq!((outbox.len(), outbox.bytes(), outbox.spilled()), (0, 0, 0));
     }
 }

@@ -48,6 +48,9 @@ pub struct Metrics {
     pub connect_timeouts: AtomicU64,
     /// Connections closed by keep-alive expiry.
     pub keep_alive_timeouts: AtomicU64,
+    /// Spilled queue entries that could not be read back from the store (an I/O error, or
+    /// an entry missing: both logged as errors).
+    pub store_read_failures: AtomicU64,
     last_drop_log_ms: AtomicU64,
 }
 
@@ -75,6 +78,7 @@ impl Default for Metrics {
             protocol_errors: AtomicU64::new(0),
             connect_timeouts: AtomicU64::new(0),
             keep_alive_timeouts: AtomicU64::new(0),
+            store_read_failures: AtomicU64::new(0),
             last_drop_log_ms: AtomicU64::new(0),
         }
     }

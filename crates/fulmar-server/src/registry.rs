@@ -30,6 +30,9 @@ pub struct DetachedSession {
     /// the delay passes or the session ends, cancelled when the session resumes
     /// [MQTT-3.1.3-9].
     pub pending_will: Option<fulmar_proto::Will>,
+    /// The authenticated username of its last connection (stored with the session, so that
+    /// ACL checks of its subscriptions still see it after a restart).
+    pub username: Option<String>,
 }
 
 impl DetachedSession {

@@ -164,11 +164,22 @@ impl Broker {
     /// Pushes one delivery and counts what was dropped; returns whether the queue is now
     /// congested.
     pub(crate) fn push_delivery(&self, mailbox: &Mailbox, delivery: Delivery) -> bool {
+        let stored = delivery.stored;
         let pushed = mailbox.push(delivery);
         match pushed.outcome {
-            PushOutcome::Queued { .. } => {}
+            PushOutcome::Queued { .. } => return pushed.congested,
             PushOutcome::DroppedFull => self.metrics().record_queue_full(mailbox.client_id()),
             PushOutcome::DroppedOffline => bump(&self.metrics().dropped_offline_qos0),
+        }
+        // A dropped delivery's stored copy goes too (its Enqueue was submitted first), so
+        // the stored queue never outgrows the outbox's limits.
+        if let (Some(stored), Some(slot), Some(persistence)) =
+            (stored, mailbox.store(), self.persistence())
+        {
+            drop(persistence.submit(vec![Mutation::Dequeue {
+                client_id: Arc::clone(&slot.client_id),
+                seqs: stored.seq..=stored.seq,
+            }]));
         }
         pushed.congested
     }
@@ -367,7 +378,7 @@ impl Broker {
 
 /// Adds an `Enqueue` for every QoS 1/2 delivery to a stored session, sharing one body, and
 /// marks those deliveries stored. The caller holds the slots' gates until it has submitted
-/// the batch (see `persist`). Fails, adding nothing, when a stored queue or the store is full.
+/// the batch (see `persist`). Fails, adding nothing, when the store is full.
 fn stage(
     persistence: &Persistence,
     message: &Arc<Message>,
@@ -375,13 +386,14 @@ fn stage(
     batch: &mut Vec<Mutation>,
     body: &mut Option<Arc<MessageBody>>,
 ) -> Result<(), fulmar_store::LimitExceeded> {
-    let size = message.queued_size() as u64;
-    for target in targets.iter() {
-        if let Some(slot) = target.mailbox.store() {
-            if target.delivery.qos > QoS::AtMostOnce {
-                persistence.check_room(&slot.client_id, size)?;
-            }
-        }
+    // The body is stored once however many queues hold it. A full session queue is not
+    // checked here: that session's outbox drops the delivery (counted) and `push_delivery`
+    // takes its stored copy back, while the other recipients still get the message.
+    let stored_anywhere = targets
+        .iter()
+        .any(|t| t.mailbox.store().is_some() && t.delivery.qos > QoS::AtMostOnce);
+    if stored_anywhere {
+        persistence.check_room(message.queued_size() as u64)?;
     }
     for target in targets.iter_mut() {
         let Some(slot) = target.mailbox.store() else {

@@ -49,7 +49,7 @@ fn open_store(config: &Config) -> Result<(Option<Persistence>, Option<Snapshot>)
     let limits = StoreLimits {
         max_queued_messages: config.limits.max_queued_messages as u64,
         max_queued_bytes: config.limits.max_queued_bytes as u64,
-        ..StoreLimits::default()
+        max_store_bytes: settings.max_store_bytes,
     };
     let (persistence, snapshot) =
         Persistence::open(settings, limits).map_err(|source| StartError::Store {

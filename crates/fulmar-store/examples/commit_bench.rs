@@ -50,6 +50,7 @@ fn sessions(store: &dyn Store, n: usize) -> Vec<Arc<str>> {
                 expiry_interval_secs: u32::MAX,
                 last_disconnect_ms: None,
                 protocol_version: ProtocolVersion::V5,
+                username: None,
             })
         })
         .collect();

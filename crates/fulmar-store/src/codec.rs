@@ -131,6 +131,12 @@ pub(crate) fn encode_session(record: &SessionRecord) -> Vec<u8> {
     out.push(record.protocol_version.level());
     out.extend_from_slice(&record.expiry_interval_secs.to_le_bytes());
     put_opt_u64(&mut out, record.last_disconnect_ms);
+    // Since format version 2; a version 1 record ends before it (no username).
+    if let Some(username) = &record.username {
+        let len = u16::try_from(username.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&username.as_bytes()[..usize::from(len)]);
+    }
     out
 }
 
@@ -142,14 +148,24 @@ pub(crate) fn decode_session(client_id: &str, value: &[u8]) -> Result<SessionRec
         5 => ProtocolVersion::V5,
         _ => return Err(decode_err("unknown protocol level")),
     };
-    let record = SessionRecord {
-        client_id: Arc::from(client_id),
-        protocol_version,
-        expiry_interval_secs: r.u32()?,
-        last_disconnect_ms: r.opt_u64()?,
+    let expiry_interval_secs = r.u32()?;
+    let last_disconnect_ms = r.opt_u64()?;
+    let username = if r.0.is_empty() {
+        None
+    } else {
+        let len = usize::from(u16::from_le_bytes(r.array()?));
+        let name =
+            std::str::from_utf8(r.take(len)?).map_err(|_| decode_err("username is not UTF-8"))?;
+        Some(name.to_string())
     };
     r.finish()?;
-    Ok(record)
+    Ok(SessionRecord {
+        client_id: Arc::from(client_id),
+        protocol_version,
+        expiry_interval_secs,
+        last_disconnect_ms,
+        username,
+    })
 }
 
 pub(crate) fn encode_subscription(record: &SubscriptionRecord) -> Vec<u8> {
@@ -317,4 +333,45 @@ pub(crate) fn read_delivery_ref(r: &mut Reader<'_>) -> Result<DeliveryRef, Store
         retain,
         subscription_ids,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(username: Option<&str>) -> SessionRecord {
+        SessionRecord {
+            client_id: Arc::from("c"),
+            expiry_interval_secs: 60,
+            last_disconnect_ms: Some(7),
+            protocol_version: ProtocolVersion::V5,
+            username: username.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn session_records_round_trip_with_and_without_username() {
+        for username in [None, Some(""), Some("ünïcode user")] {
+            let bytes = encode_session(&record(username));
+            assert_eq!(decode_session("c", &bytes).unwrap(), record(username));
+        }
+    }
+
+    #[test]
+    fn a_version_1_session_record_has_no_username() {
+        // Level 5, expiry 60 LE, Some(7) as a tagged u64: the whole version 1 layout.
+        let mut v1 = vec![5, 60, 0, 0, 0];
+        put_opt_u64(&mut v1, Some(7));
+        assert_eq!(decode_session("c", &v1).unwrap(), record(None));
+    }
+
+    #[test]
+    fn a_truncated_username_is_a_decode_error() {
+        let mut bytes = encode_session(&record(Some("alice")));
+        bytes.pop();
+        assert!(matches!(
+            decode_session("c", &bytes),
+            Err(StoreError::Decode(_))
+        ));
+    }
 }

@@ -18,7 +18,7 @@ pub enum StoreError {
     },
     /// The store was written in a format version this build does not know.
     #[error(
-        "store format version {found} is not supported (this build reads version {supported})"
+        "store format version {found} is not supported (this build reads versions 1 to {supported})"
     )]
     UnsupportedVersion {
         /// Version found in the store's metadata.

@@ -43,6 +43,28 @@ impl<T: ReadTables> Bodies<'_, T> {
     }
 }
 
+/// The queue entries of one session at `seqs` (see [`crate::Store::load_queued`]).
+pub(crate) fn load_queued(
+    t: &impl ReadTables,
+    client_id: &str,
+    seqs: &[u64],
+) -> Result<Vec<Option<QueuedDelivery>>, StoreError> {
+    let mut bodies = Bodies {
+        tables: t,
+        cache: HashMap::new(),
+    };
+    seqs.iter()
+        .map(|seq| {
+            let key = codec::session_key(client_id, &seq.to_be_bytes());
+            let Some(value) = t.get(Table::Queue, &key)? else {
+                return Ok(None);
+            };
+            let reference = codec::read_delivery_ref(&mut Reader(&value))?;
+            bodies.delivery(reference).map(Some)
+        })
+        .collect()
+}
+
 /// Reads every record into a [`Snapshot`].
 pub(crate) fn load_all(t: &impl ReadTables) -> Result<Snapshot, StoreError> {
     let mut sessions: BTreeMap<String, SessionSnapshot> = BTreeMap::new();

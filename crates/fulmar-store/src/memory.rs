@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::record::{MessageId, Mutation, Snapshot};
+use crate::record::{MessageId, Mutation, QueuedDelivery, Snapshot};
 use crate::tables::{ReadTables, Table, Tables, Visit};
 use crate::usage::{QueueUsage, StoreUsage, UsageTracker};
 use crate::{Durability, Store, StoreError};
@@ -144,6 +144,14 @@ impl Store for MemoryStore {
 
     fn load_all(&self) -> Result<Snapshot, StoreError> {
         crate::load::load_all(&MemRead(&self.tables.lock()))
+    }
+
+    fn load_queued(
+        &self,
+        client_id: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<Option<QueuedDelivery>>, StoreError> {
+        crate::load::load_queued(&MemRead(&self.tables.lock()), client_id, seqs)
     }
 
     fn next_message_id(&self) -> MessageId {

@@ -65,6 +65,9 @@ pub struct SessionRecord {
     pub last_disconnect_ms: Option<u64>,
     /// Protocol version of the last connection.
     pub protocol_version: ProtocolVersion,
+    /// The authenticated username of the last connection: ACL read checks of the restored
+    /// session's subscriptions use it after a restart.
+    pub username: Option<String>,
 }
 
 /// One subscription of a session.

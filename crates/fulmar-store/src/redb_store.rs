@@ -15,14 +15,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::record::{MessageId, Mutation, Snapshot};
+use crate::record::{MessageId, Mutation, QueuedDelivery, Snapshot};
 use crate::tables::{ReadTables, Table, Tables, Visit};
 use crate::usage::{QueueUsage, StoreUsage, UsageTracker};
 use crate::{Durability, Store, StoreError};
 
-/// The store format this build reads and writes. Bump it with any change to keys, values
-/// or tables; a store of another version is refused with [`StoreError::UnsupportedVersion`].
-pub const FORMAT_VERSION: u32 = 1;
+/// The store format this build writes. Bump it with any change to keys, values or tables;
+/// a store of a version this build cannot read is refused with
+/// [`StoreError::UnsupportedVersion`].
+///
+/// History: 1, the first; 2 adds the username to session records. A version 1 store is
+/// read as it is (its session records simply have no username) and marked version 2 on
+/// open, since this build then writes version 2 records into it.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build opens (see [`FORMAT_VERSION`]).
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// The store file's name inside the data directory.
 pub const FILE_NAME: &str = "fulmar.redb";
@@ -158,6 +166,12 @@ impl RedbStore {
             .map_err(|e| StoreError::io("reading store file size", e))
     }
 
+    /// The format version recorded in the store.
+    pub fn format_version(&self) -> Result<u32, StoreError> {
+        let read = self.db.begin_read().map_err(engine)?;
+        read_version(&read)
+    }
+
     /// Overwrites the format version (tests of the version check only).
     #[doc(hidden)]
     pub fn set_format_version_for_test(&self, version: u32) -> Result<(), StoreError> {
@@ -195,8 +209,7 @@ fn create_new(dir: &Path, path: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io("syncing the data directory", e))
 }
 
-fn check_version(db: &redb::Database) -> Result<(), StoreError> {
-    let read = db.begin_read().map_err(engine)?;
+fn read_version(read: &redb::ReadTransaction) -> Result<u32, StoreError> {
     let meta = read.open_table(def(Table::Meta)).map_err(engine)?;
     let value = meta
         .get(VERSION_KEY)
@@ -206,12 +219,25 @@ fn check_version(db: &redb::Database) -> Result<(), StoreError> {
         .value()
         .try_into()
         .map_err(|_| StoreError::Decode("format version is not 4 bytes".into()))?;
-    let found = u32::from_le_bytes(bytes);
-    if found != FORMAT_VERSION {
+    Ok(u32::from_le_bytes(bytes))
+}
+
+fn check_version(db: &redb::Database) -> Result<(), StoreError> {
+    let found = read_version(&db.begin_read().map_err(engine)?)?;
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&found) {
         return Err(StoreError::UnsupportedVersion {
             found,
             supported: FORMAT_VERSION,
         });
+    }
+    if found < FORMAT_VERSION {
+        let txn = db.begin_write().map_err(engine)?;
+        {
+            let mut meta = txn.open_table(def(Table::Meta)).map_err(engine)?;
+            meta.insert(VERSION_KEY, FORMAT_VERSION.to_le_bytes().as_slice())
+                .map_err(engine)?;
+        }
+        txn.commit().map_err(engine)?;
     }
     Ok(())
 }
@@ -345,6 +371,15 @@ impl Store for RedbStore {
     fn load_all(&self) -> Result<Snapshot, StoreError> {
         let read = self.db.begin_read().map_err(engine)?;
         crate::load::load_all(&RedbRead::open(&read)?)
+    }
+
+    fn load_queued(
+        &self,
+        client_id: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<Option<QueuedDelivery>>, StoreError> {
+        let read = self.db.begin_read().map_err(engine)?;
+        crate::load::load_queued(&RedbRead::open(&read)?, client_id, seqs)
     }
 
     fn next_message_id(&self) -> MessageId {

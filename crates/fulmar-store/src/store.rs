@@ -1,6 +1,6 @@
 //! The narrow interface the broker persists through.
 
-use crate::record::{MessageId, Mutation, Snapshot};
+use crate::record::{MessageId, Mutation, QueuedDelivery, Snapshot};
 use crate::usage::{QueueUsage, StoreUsage};
 use crate::StoreError;
 
@@ -32,6 +32,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads everything, for recovery at startup.
     fn load_all(&self) -> Result<Snapshot, StoreError>;
+
+    /// The committed queue entries of `client_id` at the sequences `seqs`, in the same order;
+    /// `None` for a sequence with no entry. This is how a session's queue, spilled to the
+    /// store while it was offline, is read back as its connection drains it.
+    fn load_queued(
+        &self,
+        client_id: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<Option<QueuedDelivery>>, StoreError>;
 
     /// A fresh message id, never handed out before by this store (also across restarts,
     /// as long as a body with a larger id was committed durably).

@@ -90,6 +90,11 @@ impl StoreLimits {
         if session.messages > 0 && session.bytes + size > self.max_queued_bytes {
             return Err(LimitExceeded::SessionBytes);
         }
+        self.check_store(store, size)
+    }
+
+    /// Whether one more message body of `size` bytes fits a store with `store` usage.
+    pub fn check_store(&self, store: StoreUsage, size: u64) -> Result<(), LimitExceeded> {
         if store.body_bytes + size > self.max_store_bytes {
             return Err(LimitExceeded::StoreBytes);
         }

@@ -404,3 +404,34 @@ fn message_ids_are_never_handed_out_twice_across_a_reopen() {
     let store = RedbStore::open(dir.path(), RedbOptions::default()).unwrap();
     assert!(store.next_message_id() > last);
 }
+
+#[test]
+fn queued_entries_are_read_back_by_sequence() {
+    both(|store| {
+        let first = body(store, "t/1", b"one");
+        let second = body(store, "t/2", b"two");
+        apply(store, vec![session("a"), session("b")]);
+        apply(
+            store,
+            vec![
+                enqueue("a", 4, &first),
+                enqueue("a", 9, &second),
+                enqueue("b", 5, &second),
+            ],
+        );
+        let got = store.load_queued("a", &[9, 5, 4]).unwrap();
+        assert_eq!(got.len(), 3, "one answer per requested sequence, in order");
+        assert_eq!(got[0].as_ref().unwrap().message.payload, &b"two"[..]);
+        assert!(got[1].is_none(), "sequence 5 belongs to session b only");
+        assert_eq!(got[2].as_ref().unwrap().message.topic.as_str(), "t/1");
+        apply(
+            store,
+            vec![Mutation::Dequeue {
+                client_id: id("a"),
+                seqs: 4..=4,
+            }],
+        );
+        assert!(store.load_queued("a", &[4]).unwrap()[0].is_none());
+        assert!(store.load_queued("nobody", &[9]).unwrap()[0].is_none());
+    });
+}

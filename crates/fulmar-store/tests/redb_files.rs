@@ -56,6 +56,23 @@ fn a_store_of_an_unknown_version_is_refused() {
 }
 
 #[test]
+fn a_version_1_store_opens_with_its_data_and_is_marked_current() {
+    let dir = tempfile::tempdir().unwrap();
+    filled(dir.path());
+    let before = {
+        let store = RedbStore::open(dir.path(), RedbOptions::default()).unwrap();
+        store.set_format_version_for_test(1).unwrap();
+        store.load_all().unwrap()
+    };
+    let store = RedbStore::open(dir.path(), RedbOptions::default()).unwrap();
+    assert_eq!(
+        store.format_version().unwrap(),
+        fulmar_store::FORMAT_VERSION
+    );
+    assert_eq!(store.load_all().unwrap(), before);
+}
+
+#[test]
 fn a_damaged_header_is_reported_as_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     filled(dir.path());

@@ -105,6 +105,13 @@ impl Session {
         }
     }
 
+    /// Forgets an inbound QoS 2 id whose PUBLISH the server could not take and will not
+    /// acknowledge (the connection closes instead): the client's re-sent PUBLISH must be
+    /// taken as new, not as a duplicate of a message that was never routed.
+    pub fn abandon_inbound_qos2(&mut self, packet_id: PacketId) {
+        self.inbound_qos2.remove(&packet_id);
+    }
+
     /// [MQTT-4.3.3-2] PUBREL releases the id; PUBCOMP goes back even for an unknown id (a
     /// client that lost our PUBCOMP can finish), with 0x92 for MQTT 5.
     pub(super) fn handle_pubrel(&mut self, rel: Ack) {

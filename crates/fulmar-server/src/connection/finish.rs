@@ -30,7 +30,7 @@ impl Connection {
         let will_due = match &exit {
             Exit::ClientDisconnect { with_will } => *with_will,
             Exit::Shutdown => false,
-            Exit::Closed | Exit::Violation(_) | Exit::TakenOver(_) => true,
+            Exit::Closed | Exit::Violation(_) | Exit::TakenOver(_) | Exit::CannotStore => true,
         };
         let server_reason = self.log_exit(&exit, peer);
         if let Some(reason) = server_reason.filter(|_| self.version.is_v5()) {
@@ -57,6 +57,7 @@ impl Connection {
             mailbox: Arc::clone(&self.mailbox),
             expiry_secs: self.expiry_secs,
             pending_will: None,
+            username: self.identity.username.clone(),
         };
         if let Some(will) = will {
             // MQTT 5 Will Delay: a persistent session keeps the will pending; otherwise it
@@ -131,6 +132,10 @@ impl Connection {
                 Some(ReasonCode::SessionTakenOver)
             }
             Exit::Shutdown => Some(ReasonCode::ServerShuttingDown),
+            Exit::CannotStore => {
+                tracing::warn!(client_id, %peer, "store full: closing an MQTT 3.1.1 publisher without acknowledging its message (3.1.1 cannot refuse one), so that it sends it again later");
+                Some(ReasonCode::QuotaExceeded)
+            }
         }
     }
 }
@@ -141,6 +146,7 @@ fn exit_text(exit: &Exit) -> Option<String> {
         Exit::Violation(error) => Some(error.to_string()),
         Exit::TakenOver(_) => Some("session taken over by another connection".to_string()),
         Exit::Shutdown => Some("broker shutting down".to_string()),
+        Exit::CannotStore => Some("store full".to_string()),
         Exit::ClientDisconnect { .. } | Exit::Closed => None,
     }
 }

@@ -91,7 +91,8 @@ where
     drop(state);
     // The session record is committed before CONNACK: what the client is told about its
     // session (present, expiry) holds across a crash from then on.
-    if let Err(e) = store_connected(broker, &mailbox, expiry_secs, version).await {
+    let stored = (expiry_secs, version, identity.username.clone());
+    if let Err(e) = store_connected(broker, &mailbox, stored).await {
         tracing::error!(%client_id, error = %e, "cannot store the session; refusing CONNECT");
         refuse(io, version, ReasonCode::ServerUnavailable).await;
         return None;
@@ -182,6 +183,7 @@ fn resume_or_create(
                 mailbox,
                 expiry_secs,
                 pending_will: None,
+                username: None,
             };
             (fresh, false)
         }
@@ -193,8 +195,7 @@ fn resume_or_create(
 async fn store_connected(
     broker: &Broker,
     mailbox: &Mailbox,
-    expiry_secs: u32,
-    version: ProtocolVersion,
+    (expiry_secs, version, username): (u32, ProtocolVersion, Option<String>),
 ) -> Result<(), fulmar_store::StoreError> {
     let (Some(slot), Some(persistence)) = (mailbox.store(), broker.persistence()) else {
         return Ok(());
@@ -206,6 +207,7 @@ async fn store_connected(
             expiry_interval_secs: expiry_secs,
             last_disconnect_ms: None,
             protocol_version: version,
+            username,
         }),
         Mutation::DeleteWill { client_id },
     ];

@@ -12,6 +12,7 @@ mod finish;
 mod handshake;
 mod hold;
 mod io;
+mod spill;
 mod store;
 
 use std::net::SocketAddr;
@@ -51,6 +52,9 @@ pub(crate) enum Exit {
     TakenOver(Kick),
     /// The broker is stopping.
     Shutdown,
+    /// A 3.1.1 client published a QoS 1/2 message the store has no room for (see
+    /// `handle_publish`).
+    CannotStore,
 }
 
 /// An established connection and the session it owns.
@@ -296,25 +300,33 @@ impl Connection {
         }
         let now = Instant::now();
         let (mut sent, mut expired, mut too_large) = (0u64, 0u64, 0u64);
+        let mut dropped_stored = Vec::new();
         while io.wbuf.len() < high_water {
             let window = self.session.outbound_window();
             let batch = &mut self.batch;
             self.mailbox
                 .with(|outbox| outbox.pop_batch(window, BATCH, batch));
             if self.batch.is_empty() {
-                break;
+                self.unspill(window);
+                if self.batch.is_empty() {
+                    break;
+                }
             }
             for delivery in self.batch.drain(..) {
+                let stored = delivery.stored;
                 match self.session.deliver(delivery, now) {
                     Outbound::Send(publish) => {
                         io.queue_publish(&publish, self.version);
                         sent += 1;
+                        continue;
                     }
                     Outbound::Expired => expired += 1,
                     Outbound::TooLarge => too_large += 1,
                 }
+                dropped_stored.extend(stored);
             }
         }
+        self.forget_stored(&dropped_stored);
         if sent + expired + too_large > 0 {
             self.mailbox.after_drain();
         }
@@ -361,7 +373,7 @@ impl Connection {
     }
 
     /// Routes an accepted PUBLISH and acknowledges it when the spec and the store allow.
-    fn handle_publish(&mut self, publish: fulmar_proto::Publish) {
+    fn handle_publish(&mut self, publish: fulmar_proto::Publish) -> Option<Exit> {
         bump(&self.broker.metrics().messages_received);
         let topic = publish.topic.as_str();
         if !self
@@ -376,7 +388,7 @@ impl Connection {
             let denied = (publish.qos, publish.packet_id, ReasonCode::NotAuthorized);
             self.hold
                 .acknowledge(&mut self.session, denied, None, Duration::ZERO, None);
-            return;
+            return None;
         }
         let now = Instant::now();
         let (qos, packet_id) = (publish.qos, publish.packet_id);
@@ -394,10 +406,18 @@ impl Connection {
         }
         let published = self.broker.publish_with(message, extra);
         if let Some(refused) = published.refused {
+            if !self.version.is_v5() {
+                // 3.1.1 has no negative PUBACK, and acknowledging would lose the message:
+                // close without acknowledging, so the client sends it again later.
+                if let (QoS::ExactlyOnce, Some(packet_id)) = (qos, packet_id) {
+                    self.session.abandon_inbound_qos2(packet_id);
+                }
+                return Some(Exit::CannotStore);
+            }
             let ack = (qos, packet_id, refused);
             self.hold
                 .acknowledge(&mut self.session, ack, None, Duration::ZERO, None);
-            return;
+            return None;
         }
         // MQTT 5: 0x10 tells the publisher nobody received it.
         let reason = if published.recipients == 0 {
@@ -422,6 +442,7 @@ impl Connection {
             max_hold,
             published.ticket,
         );
+        None
     }
 
     fn handle_packet(&mut self, packet: Packet) -> Option<Exit> {
@@ -435,7 +456,7 @@ impl Connection {
             Err(e) => return Some(Exit::Violation(e)),
         };
         match event {
-            Event::Publish(publish) => self.handle_publish(publish),
+            Event::Publish(publish) => return self.handle_publish(publish),
             Event::Subscribe(subscribe) => {
                 let subscriber = (self.key, &self.mailbox, &self.identity);
                 let reasons = match self

@@ -154,6 +154,7 @@ pub(super) fn store_parked(broker: &Broker, detached: &DetachedSession) {
             expiry_interval_secs: detached.expiry_secs,
             last_disconnect_ms: Some(now_ms),
             protocol_version: detached.session.version(),
+            username: detached.username.clone(),
         })];
         if let Some(will) = &detached.pending_will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);

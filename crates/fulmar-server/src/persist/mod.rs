@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fulmar_store::{
-    CommitQueue, CommitTicket, LimitExceeded, Mutation, RedbOptions, RedbStore, Snapshot, Store,
-    StoreError, StoreLimits,
+    CommitQueue, CommitTicket, LimitExceeded, Mutation, RedbStore, Snapshot, Store, StoreError,
+    StoreLimits,
 };
 use parking_lot::{RwLock, RwLockReadGuard};
 
@@ -64,7 +64,7 @@ impl Persistence {
         settings: &PersistenceSettings,
         limits: StoreLimits,
     ) -> Result<(Persistence, Snapshot), StoreError> {
-        let store = RedbStore::open(&settings.data_dir, RedbOptions::default())?;
+        let store = RedbStore::open(&settings.data_dir, settings.redb_options())?;
         let snapshot = store.load_all()?;
         let store: Arc<dyn Store> = Arc::new(store);
         let queue = CommitQueue::start(Arc::clone(&store), settings.commit_config())?;
@@ -99,16 +99,24 @@ impl Persistence {
         }
     }
 
+    /// Reads queue entries of `client_id` back (see `fulmar_store::Store::load_queued`).
+    pub fn load_queued(
+        &self,
+        client_id: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<Option<fulmar_store::QueuedDelivery>>, StoreError> {
+        self.store.load_queued(client_id, seqs)
+    }
+
     /// A fresh id for a message body.
     pub fn new_body_id(&self) -> u64 {
         self.store.next_message_id().0
     }
 
-    /// Whether one more delivery of `size` bytes fits `client_id`'s stored queue and the
-    /// store (refused with 0x97 Quota exceeded otherwise).
-    pub fn check_room(&self, client_id: &str, size: u64) -> Result<(), LimitExceeded> {
-        self.limits
-            .check(self.store.queue_usage(client_id), self.store.usage(), size)
+    /// Whether a message body of `size` bytes fits the store (`max_store_bytes`; refused
+    /// with 0x97 Quota exceeded otherwise). Session queues are bounded by their outboxes.
+    pub fn check_room(&self, size: u64) -> Result<(), LimitExceeded> {
+        self.limits.check_store(self.store.usage(), size)
     }
 
     /// Commits what is queued, fsyncs and stops the writer.

@@ -157,10 +157,8 @@ impl Broker {
             self.push_delivery(&mailbox, delivery_of(queued, message, *seq));
         }
         let key = self.new_session_key();
-        // The username is not stored: ACL read checks of restored subscriptions see an
-        // anonymous client until the client subscribes again.
         let identity = Arc::new(Identity {
-            username: None,
+            username: record.username.clone(),
             client_id: client_id.to_string(),
         });
         {
@@ -186,6 +184,7 @@ impl Broker {
             mailbox,
             expiry_secs: record.expiry_interval_secs,
             pending_will: will.as_ref().map(|(w, _)| w.clone()),
+            username: record.username.clone(),
         };
         let (slot, mut state) = self.registry.lock(&client_id).await;
         let timers = (expiry_left, will.map(|(_, left)| left));

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fulmar_store::{CommitConfig, FsyncPolicy};
+use fulmar_store::{CommitConfig, FsyncPolicy, RedbOptions};
 use serde::Deserialize;
 
 /// When commits reach stable storage. What each loses is documented on
@@ -39,6 +39,12 @@ pub struct PersistenceSettings {
     pub commit_interval_ms: u64,
     /// For `fsync = "interval"`: the longest a commit stays un-fsynced, milliseconds.
     pub fsync_interval_ms: u64,
+    /// Most bytes of message bodies the store holds (queued, inflight, retained, wills);
+    /// beyond it new QoS 1/2 messages for stored sessions are refused (0x97 on MQTT 5).
+    pub max_store_bytes: u64,
+    /// The storage engine's page cache, bytes: the memory the store may use however many
+    /// sessions and messages it holds (offline queues are read back through it).
+    pub cache_bytes: u64,
 }
 
 impl Default for PersistenceSettings {
@@ -49,11 +55,21 @@ impl Default for PersistenceSettings {
             fsync: FsyncSetting::Always,
             commit_interval_ms: 0,
             fsync_interval_ms: 100,
+            max_store_bytes: 1024 * 1024 * 1024,
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
 
 impl PersistenceSettings {
+    /// The storage engine options these imply.
+    pub fn redb_options(&self) -> RedbOptions {
+        RedbOptions {
+            cache_bytes: usize::try_from(self.cache_bytes).unwrap_or(usize::MAX),
+            ..RedbOptions::default()
+        }
+    }
+
     /// The commit queue settings these imply.
     pub fn commit_config(&self) -> CommitConfig {
         CommitConfig {

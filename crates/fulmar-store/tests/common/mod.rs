@@ -19,6 +19,7 @@ pub fn session(client: &str) -> Mutation {
         expiry_interval_secs: 3600,
         last_disconnect_ms: Some(1_700_000_000_000),
         protocol_version: ProtocolVersion::V5,
+        username: Some(format!("user-of-{client}")),
     })
 }
 
