@@ -8,6 +8,9 @@
 #   ROUNDS=3                      rounds per (placement, scenario, broker)
 #   SCENARIOS="fanin-q0 ..."      scenario keys, see scenario_args below
 #   BROKERS="fulmar mosquitto rumqttd nats flashmq"
+#                                 persistence comparison (BENCHMARKS.md, Durability):
+#                                 fulmar-disk (store on, fsync always), fulmar-disk-interval
+#                                 (fsync every 100 ms), mosquitto-disk (persistence true)
 #   PLACEMENTS="pinned unpinned"  pinned: broker on core 0, generator on core 1
 #   DURATION=5 WARMUP=1 SIZE=64 PROTO=4
 #   FULMAR=./target/release/fulmar        the broker under test (`fulmar serve`)
@@ -49,6 +52,10 @@ scenario_args() {
     subs-100k) echo "subs -S 100 --filters 1000 -P 10 -q 0" ;;
     conn-5k) echo "conn -c 5000" ;;
     conn-19k) echo "conn -c 19000 --bind 127.0.0.2,127.0.0.3" ;;
+    # Persistent-session subscribers (clean session 0): what a broker with persistence stores.
+    pairs-q1-persist) echo "pairs -N 50 -q 1 --persistent" ;;
+    fanout-q1-persist) echo "fanout -S 100 -q 1 --persistent" ;;
+    fanin-q1-persist) echo "fanin -P 16 -q 1 --persistent" ;;
     *) echo "unknown scenario $1" >&2; exit 1 ;;
   esac
 }
@@ -77,7 +84,7 @@ need_nats() {
 }
 for b in $BROKERS; do
   case $b in
-    mosquitto) need_mosquitto ;;
+    mosquitto|mosquitto-disk) need_mosquitto ;;
     rumqttd) need_rumqttd ;;
     nats) need_nats ;;
     flashmq) [[ -x ${FLASHMQ:-} ]] || { echo "FLASHMQ= must point at a flashmq binary" >&2; exit 1; } ;;
@@ -90,16 +97,24 @@ broker_config() { # $1 broker, $2 placement, $3 dir
   local b=$1 placement=$2 dir=$3 threads=1
   [[ $placement == unpinned ]] && threads=$(nproc)
   case $b in
-    mosquitto) # queues raised so QoS 1/2 fan-in is not dropped at the default 1000; no persistence
+    mosquitto|mosquitto-disk) # queues raised so QoS 1/2 fan-in is not dropped at the default 1000
+      local persist="persistence false"
+      # persistence true: mosquitto snapshots its state to disk every autosave_interval (default
+      # 1800 s) and at shutdown; between snapshots nothing reaches the disk.
+      [[ $b == mosquitto-disk ]] && persist="persistence true
+persistence_location $dir/"
       cat >"$dir/mosquitto.conf" <<CONF
 listener $PORT 127.0.0.1
 allow_anonymous true
 max_queued_messages 1000000
 max_inflight_messages 1000
 max_connections -1
-persistence false
+$persist
 log_dest none
 CONF
+      ;;
+    fulmar-disk-interval)
+      printf '[persistence]\nfsync = "interval"\n' >"$dir/fulmar.toml"
       ;;
     rumqttd) # the shared bench config: accept delay 0, 20,000 connections; only the port changes
       sed "s/127.0.0.1:18831/127.0.0.1:$PORT/" /work/shared/peers/rumqttd/rumqttd-bench.toml >"$dir/rumqttd.toml" 2>/dev/null \
@@ -140,7 +155,9 @@ CONF
 broker_cmd() { # $1 broker $2 dir
   case $1 in
     fulmar) echo "$FULMAR serve --no-persistence --listen 127.0.0.1:$PORT" ;;
-    mosquitto) echo "$MOSQUITTO -c $2/mosquitto.conf" ;;
+    fulmar-disk) echo "$FULMAR serve --data-dir $2/data --listen 127.0.0.1:$PORT" ;;
+    fulmar-disk-interval) echo "$FULMAR serve --config $2/fulmar.toml --data-dir $2/data --listen 127.0.0.1:$PORT" ;;
+    mosquitto|mosquitto-disk) echo "$MOSQUITTO -c $2/mosquitto.conf" ;;
     rumqttd) echo "$RUMQTTD -q -c $2/rumqttd.toml" ;;
     nats) echo "$NATS -c $2/nats.conf" ;;
     flashmq) echo "$FLASHMQ --config-file $2/flashmq.conf" ;;

@@ -67,7 +67,7 @@ def ratio(fulmar, peers, higher_is_better):
 
 def main(out):
     runs = load(out)
-    brokers = sorted({k[2] for k in runs}, key=lambda b: (b != "fulmar", b))
+    brokers = sorted({k[2] for k in runs}, key=lambda b: (not b.startswith("fulmar"), b))
     for placement in sorted({k[0] for k in runs}):
         scens = sorted({k[1] for k in runs if k[0] == placement})
         print(f"\n### {placement}\n")
@@ -88,7 +88,7 @@ def main(out):
                     star = "*" if x["sat"] else ""
                     cells.append(f"{fmt(x['msgs'])}{star}; {fmt(x['p50'])} / {fmt(x['p99'])}; "
                                  f"{fmt(x['cpu'])}; {x['lost']}/{x['dup']}")
-                peers = [v for b, v in f.items() if b != "fulmar"]
+                peers = [v for b, v in f.items() if not b.startswith("fulmar")]
                 fu = f.get("fulmar", {})
                 r = (ratio(fu.get("msgs"), [p["msgs"] for p in peers], True) + "; "
                      + ratio(fu.get("cpu"), [p["cpu"] for p in peers], False))
@@ -106,7 +106,7 @@ def main(out):
                         continue
                     f[b] = x = figures(rs)
                     cells.append(f"{fmt(x['conn_s'])} conn/s; {fmt(x['rss'])} B/conn")
-                peers = [v for b, v in f.items() if b != "fulmar"]
+                peers = [v for b, v in f.items() if not b.startswith("fulmar")]
                 fu = f.get("fulmar", {})
                 r = (ratio(fu.get("conn_s"), [p["conn_s"] for p in peers], True) + "; "
                      + ratio(fu.get("rss"), [p["rss"] for p in peers], False))

@@ -307,7 +307,7 @@ impl Connection {
             self.mailbox
                 .with(|outbox| outbox.pop_batch(window, BATCH, batch));
             if self.batch.is_empty() {
-                self.unspill(window);
+                self.unspill(window, now);
                 if self.batch.is_empty() {
                     break;
                 }

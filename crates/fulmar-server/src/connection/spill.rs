@@ -21,7 +21,8 @@ use crate::persist::{delivery_of, message_of, unix_ms_now};
 impl Connection {
     /// Takes the spilled entries at the front of the outbox (at most `window`, the free
     /// inflight slots) and puts their deliveries, read from the store, into `self.batch`.
-    pub(super) fn unspill(&mut self, window: usize) {
+    /// `now` must be the instant the caller checks expiry against.
+    pub(super) fn unspill(&mut self, window: usize, now: Instant) {
         let mut spilled: Vec<SpilledRef> = Vec::new();
         self.mailbox
             .with(|outbox| outbox.pop_spilled(window.min(BATCH), &mut spilled));
@@ -45,7 +46,7 @@ impl Connection {
                 return;
             }
         };
-        let (now, now_ms) = (Instant::now(), unix_ms_now());
+        let now_ms = unix_ms_now();
         for (seq, queued) in seqs.into_iter().zip(found) {
             let Some(queued) = queued else {
                 tracing::error!(client_id = %self.client_id, seq, "spilled delivery missing from the store");

@@ -29,9 +29,14 @@ pub fn body_of(message: &Message, id: u64, now: Instant, now_ms: u64) -> Arc<Mes
 /// The in-memory message of a stored body. Its origin is unknown after a restart (MQTT 5
 /// No Local then cannot apply to it any more; it was already applied when it was queued).
 pub fn message_of(body: &MessageBody, now: Instant, now_ms: u64) -> Message {
-    let expires_at = body
-        .expires_at_ms
-        .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms)));
+    // An expiry already past stays in the past (where the clock allows), so that the message
+    // counts as expired at `now` and at any later instant.
+    let expires_at = body.expires_at_ms.map(|at| match at.checked_sub(now_ms) {
+        Some(left) => now + Duration::from_millis(left),
+        None => now
+            .checked_sub(Duration::from_millis(now_ms - at))
+            .unwrap_or(now),
+    });
     Message {
         topic: body.topic.clone(),
         payload: body.payload.clone(),
@@ -100,5 +105,36 @@ pub fn inflight_entry(record: &InflightRecord, message: Option<Arc<Message>>) ->
             InflightState::AwaitingPubComp => OutboundState::AwaitingPubComp,
         },
         stored_seq: Some(record.seq),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use fulmar_proto::{Properties, QoS, TopicName};
+
+    use super::*;
+
+    fn body(expires_at_ms: Option<u64>) -> MessageBody {
+        MessageBody {
+            id: MessageId(1),
+            topic: TopicName::new("t").unwrap(),
+            payload: Bytes::from_static(b"x"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::default(),
+            expires_at_ms,
+        }
+    }
+
+    #[test]
+    fn a_stored_expiry_in_the_past_is_expired_at_now() {
+        let (now, now_ms) = (Instant::now(), 1_700_000_000_000);
+        let message = message_of(&body(Some(now_ms - 5_000)), now, now_ms);
+        assert!(message.is_expired(now));
+        let message = message_of(&body(Some(now_ms + 5_000)), now, now_ms);
+        assert!(!message.is_expired(now));
+        assert_eq!(message.remaining_expiry_secs(now), Some(5));
+        assert!(!message_of(&body(None), now, now_ms).is_expired(now));
     }
 }

@@ -314,6 +314,7 @@ fn engine_config(args: &BenchArgs, addr: SocketAddr, plan: &Plan) -> EngineConfi
         password: args.password.clone(),
         keepalive: args.keepalive,
         connect_rate: args.connect_rate,
+        persistent_subscribers: args.persistent,
     }
 }
 

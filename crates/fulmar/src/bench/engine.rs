@@ -272,6 +272,8 @@ pub struct EngineConfig {
     pub password: Option<String>,
     /// New connections per second (0 = unlimited).
     pub connect_rate: u64,
+    /// Subscribers connect with a persistent session.
+    pub persistent_subscribers: bool,
 }
 
 /// Starts `threads` worker threads over `clients` (global index, spec) in groups of
@@ -367,9 +369,10 @@ async fn setup(k: usize, spec: &ClientSpec, config: &EngineConfig) -> anyhow::Re
     let mut stream = socket.connect(config.addr).await.context("connect")?;
     stream.set_nodelay(true)?;
     let version = config.version;
+    let persistent = config.persistent_subscribers && !spec.filters.is_empty();
     let connect = wire::connect(
         &spec.client_id,
-        config.keepalive,
+        (config.keepalive, persistent),
         version,
         config.username.as_deref(),
         config.password.as_deref(),

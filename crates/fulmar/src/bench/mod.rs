@@ -146,6 +146,11 @@ pub struct BenchArgs {
     /// Connections driven by one task.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub conns_per_task: u16,
+    /// Subscribers keep persistent sessions (3.1.1: clean session 0; 5.0: Session Expiry of
+    /// an hour), so a broker with persistence stores what it queues for them: QoS 1/2
+    /// throughput to persistent sessions. Their sessions outlive the run.
+    #[arg(long)]
+    pub persistent: bool,
     /// Print one JSON object (see `report.rs`) instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -37,23 +37,30 @@ pub fn qos(value: u8) -> QoS {
     QoS::try_from(value).unwrap_or(QoS::AtMostOnce)
 }
 
-/// An encoded CONNECT: clean start, no will.
+/// Session Expiry Interval of a persistent bench session (MQTT 5), seconds.
+const PERSISTENT_SESSION_EXPIRY_SECS: u32 = 3600;
+
+/// An encoded CONNECT without a will: clean start, or a persistent session.
 pub fn connect(
     client_id: &str,
-    keep_alive: u16,
+    (keep_alive, persistent): (u16, bool),
     version: ProtocolVersion,
     username: Option<&str>,
     password: Option<&str>,
 ) -> anyhow::Result<BytesMut> {
     let packet = fulmar_proto::Packet::Connect(Connect {
         protocol: version,
-        clean_start: true,
+        clean_start: !persistent,
         keep_alive,
         client_id: client_id.to_owned(),
         will: None,
         username: username.map(str::to_owned),
         password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
-        properties: Properties::default(),
+        properties: Properties {
+            session_expiry_interval: (persistent && version == ProtocolVersion::V5)
+                .then_some(PERSISTENT_SESSION_EXPIRY_SECS),
+            ..Properties::default()
+        },
     });
     let mut out = BytesMut::new();
     fulmar_proto::encode(&packet, version, &mut out)?;
