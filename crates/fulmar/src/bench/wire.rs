@@ -48,6 +48,10 @@ pub fn connect(
     username: Option<&str>,
     password: Option<&str>,
 ) -> anyhow::Result<BytesMut> {
+    let mut properties = Properties::default();
+    if persistent && version == ProtocolVersion::V5 {
+        properties.session_expiry_interval = Some(PERSISTENT_SESSION_EXPIRY_SECS);
+    }
     let packet = fulmar_proto::Packet::Connect(Connect {
         protocol: version,
         clean_start: !persistent,
@@ -56,11 +60,7 @@ pub fn connect(
         will: None,
         username: username.map(str::to_owned),
         password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
-        properties: Properties {
-            session_expiry_interval: (persistent && version == ProtocolVersion::V5)
-                .then_some(PERSISTENT_SESSION_EXPIRY_SECS),
-            ..Properties::default()
-        },
+        properties,
     });
     let mut out = BytesMut::new();
     fulmar_proto::encode(&packet, version, &mut out)?;
@@ -290,6 +290,25 @@ pub fn put_ack(out: &mut Vec<u8>, ack_kind: u8, packet_id: u16) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persistent_connects_keep_their_session() {
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            for persistent in [false, true] {
+                let mut buf = connect("c", (30, persistent), version, None, None).unwrap();
+                let Some(fulmar_proto::Packet::Connect(c)) =
+                    fulmar_proto::decode(&mut buf, ProtocolVersion::V3_1_1, 1 << 20).unwrap()
+                else {
+                    panic!("not a CONNECT");
+                };
+                assert_eq!(c.clean_start, !persistent);
+                let expiry = c.properties.session_expiry_interval;
+                let wanted = (persistent && version == ProtocolVersion::V5)
+                    .then_some(PERSISTENT_SESSION_EXPIRY_SECS);
+                assert_eq!(expiry, wanted, "{version:?} persistent={persistent}");
+            }
+        }
+    }
 
     #[test]
     fn template_patches_round_trip_through_the_real_decoder() {
