@@ -195,6 +195,7 @@ print(f"   {r['msgs_per_sec']:>12,.0f} msg/s  p50 {r['latency_us']['p50']:>9,.0f
 PY
 }
 
+[[ -n ${COMPARE_LIBRARY_ONLY:-} ]] && return 0  # sourced by bench/stalled.sh for its helpers
 echo "results in $OUT"
 { echo "nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo)"; echo "ROUNDS=$ROUNDS DURATION=$DURATION SIZE=$SIZE PROTO=$PROTO"; } >"$OUT/machine.txt"
 for placement in $PLACEMENTS; do
