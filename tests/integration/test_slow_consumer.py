@@ -42,3 +42,27 @@ def test_slow_subscriber_does_not_stall_other_subscribers(broker_with_limits, mq
     probe.subscribe(f"{topic}/probe", 1)
     probe.publish(f"{topic}/probe", b"alive", qos=1)
     assert probe.expect_message().payload == b"alive"
+
+
+@pytest.mark.fulmar_only
+def test_a_stalled_subscriber_costs_nothing_to_a_live_one_under_fan_in(broker_with_limits, raw_client):
+    """16 publishers at full speed (`fulmar bench fanin -P 16 -q 1`) and a second subscriber to the same
+    topics that never reads. The stalled queue holds the publishers once, for max_publisher_hold_ms, and is
+    then marked stalled; the live subscriber must still get every acknowledged message. A hold that ran
+    out used to mark every queue congested at that moment as stalled, including the live subscriber's
+    (flooded as the other publishers resumed), which then lost messages: hundreds of thousands here."""
+    import json
+
+    from cli_helpers import fulmar_bin, run
+
+    b = broker_with_limits({"max_publisher_hold_ms": 300})
+    stalled = raw_client(b, rcvbuf=4096)
+    assert stalled.mqtt_connect(unique("stalled")).return_code == 0
+    assert stalled.mqtt_subscribe(1, [("bench/#", 1)]).granted == [1]
+    bench = run([fulmar_bin(), "bench", "fanin", "-P", "16", "-q", "1", "--port", str(b.port),
+                 "--duration", "3", "--warmup", "0.5", "--json", "--quiet"], timeout=60)
+    report = json.loads(bench.stdout)
+    assert report["delivered"] > 10_000, report
+    assert (report["lost"], report["duplicated"]) == (0, 0), report
+    assert bench.returncode == 0, bench.stderr
+    assert b.alive()

@@ -2,7 +2,7 @@
 
 use fulmar_core::{Delivery, Outbox, PushOutcome, QueueLimits};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
@@ -23,6 +23,8 @@ pub struct Mailbox {
     drained: Notify,
     /// A hold for this queue expired: publishers are not held for it until it drains.
     stalled: AtomicBool,
+    /// Times the queue went from congested to below the mark (see `connection::hold`).
+    drains: AtomicU64,
     /// The stored session behind this mailbox, for a persistent session when persistence is
     /// on: QoS 1/2 deliveries to it are queued in the store too.
     store: Option<StoreSlot>,
@@ -52,6 +54,7 @@ impl Mailbox {
             congested: AtomicBool::new(false),
             drained: Notify::new(),
             stalled: AtomicBool::new(false),
+            drains: AtomicU64::new(0),
             store,
         }
     }
@@ -85,13 +88,21 @@ impl Mailbox {
         if self.congested.load(Ordering::Acquire) && !self.with(|outbox| outbox.is_congested()) {
             self.congested.store(false, Ordering::Release);
             self.stalled.store(false, Ordering::Release);
+            self.drains.fetch_add(1, Ordering::AcqRel);
             self.drained.notify_waiters();
         }
     }
 
+    /// How many times the queue drained below its congestion mark so far.
+    pub fn drains(&self) -> u64 {
+        self.drains.load(Ordering::Acquire)
+    }
+
     /// Marks the queue stalled: a publisher was held for it as long as allowed.
     pub fn mark_stalled(&self) {
-        self.stalled.store(true, Ordering::Release);
+        if !self.stalled.swap(true, Ordering::AcqRel) {
+            tracing::info!(client_id = %self.client_id, "subscriber stalled: publishers are no longer held for it until its queue drains; what does not fit is dropped");
+        }
     }
 
     /// Waits until the queue is not congested.

@@ -3,10 +3,13 @@
 //! A message goes into every matching session's bounded queue. When an online subscriber's
 //! queue reaches its congestion mark, the publisher is held: the broker stops reading from it
 //! and holds its PUBACK/PUBREC until the queue drains, so TCP backpressure slows the publisher
-//! to the subscriber's pace instead of it outrunning the queue into drops. The hold lasts at
-//! most `limits.max_publisher_hold_ms`: a subscriber that stays stuck is then marked stalled,
-//! nobody is held for it again until it drains, and what no longer fits its queue is dropped
-//! and counted. A publisher is never held for its own queue.
+//! to the subscriber's pace instead of it outrunning the queue into drops. Each queue holds a
+//! publisher for at most `limits.max_publisher_hold_ms` from when it joined the hold: a
+//! subscriber that stays stuck that long is then marked stalled, nobody is held for it again
+//! until it drains, and what no longer fits its queue is dropped and counted. Only that queue
+//! is marked: another that became congested later in the same hold (typically a live
+//! subscriber flooded when the other publishers resume) gets its own full time to drain.
+//! A publisher is never held for its own queue.
 //!
 //! A reply whose truth depends on a store commit (PUBACK/PUBREC of a message queued for a
 //! persistent session or retained, SUBACK, UNSUBACK, PUBCOMP of a stored QoS 2 id) carries
@@ -49,12 +52,26 @@ struct Held {
     ticket: Option<CommitTicket>,
 }
 
+/// A congested queue a publisher waits for, and when it stops waiting for it.
+#[derive(Debug)]
+struct Awaited {
+    mailbox: Arc<Mailbox>,
+    until: Instant,
+    /// The queue's [`Mailbox::drains`] when `until` was set: a different count later means
+    /// it drained meanwhile, so it has not been stuck all that time.
+    drains: u64,
+}
+
 /// Replies held back, and the queues they wait for.
+///
+/// # Invariants
+/// `waiting_on` holds each mailbox at most once.
 #[derive(Debug, Default)]
 pub struct PublisherHold {
     replies: VecDeque<Held>,
-    waiting_on: Vec<Arc<Mailbox>>,
-    deadline: Option<Instant>,
+    waiting_on: Vec<Awaited>,
+    /// `limits.max_publisher_hold_ms` as of the latest acknowledgement.
+    max_hold: Duration,
 }
 
 /// What woke a waiting hold.
@@ -76,10 +93,22 @@ impl PublisherHold {
         max_hold: Duration,
         ticket: Option<CommitTicket>,
     ) {
-        self.waiting_on.extend(congested);
-        if !self.waiting_on.is_empty() {
-            self.deadline
-                .get_or_insert_with(|| Instant::now() + max_hold);
+        self.max_hold = max_hold;
+        let mut now = None;
+        for mailbox in congested {
+            if !self
+                .waiting_on
+                .iter()
+                .any(|a| Arc::ptr_eq(&a.mailbox, &mailbox))
+            {
+                let until = *now.get_or_insert_with(Instant::now) + max_hold;
+                let drains = mailbox.drains();
+                self.waiting_on.push(Awaited {
+                    mailbox,
+                    until,
+                    drains,
+                });
+            }
         }
         if qos == QoS::AtMostOnce {
             return;
@@ -110,8 +139,8 @@ impl PublisherHold {
     /// Resolves when the first awaited queue is no longer congested, the hold expires, or
     /// the first pending commit finishes.
     pub async fn wait(&mut self) -> Woke {
-        let deadline = self.deadline;
-        let congested = self.waiting_on.first().cloned();
+        let deadline = self.waiting_on.iter().map(|a| a.until).min();
+        let congested = self.waiting_on.first().map(|a| Arc::clone(&a.mailbox));
         let ticket = self.replies.iter_mut().find_map(|h| h.ticket.as_mut());
         let drained = async {
             match (congested, deadline) {
@@ -152,19 +181,32 @@ impl PublisherHold {
     }
 
     /// Releases the held replies that may go (in order): all of them up to the first one
-    /// still waiting for its commit, once no awaited queue is congested any more or the
-    /// hold expired. On expiry the queues still congested are marked stalled, so no
-    /// publisher is held for them again until they drain (a stuck subscriber costs its
-    /// publishers one hold, not one per message). Returns whether the hold expired.
+    /// still waiting for its commit, once no awaited queue is congested any more. A queue
+    /// still congested when its time is up is marked stalled and no longer awaited, so no
+    /// publisher is held for it again until it drains (a stuck subscriber costs its
+    /// publishers one hold, not one per message). Returns whether a queue's time ran out.
     pub fn release_ready(&mut self, session: &mut Session, now: Instant) -> bool {
-        self.waiting_on
-            .retain(|mailbox| mailbox.with(|outbox| outbox.is_congested()));
-        let expired = self.deadline.is_some_and(|deadline| now >= deadline);
-        if self.waiting_on.is_empty() || expired {
-            for mailbox in self.waiting_on.drain(..) {
-                mailbox.mark_stalled();
+        let max_hold = self.max_hold;
+        let mut expired = false;
+        self.waiting_on.retain_mut(|awaited| {
+            if !awaited.mailbox.with(|outbox| outbox.is_congested()) {
+                return false;
             }
-            self.deadline = None;
+            if now < awaited.until {
+                return true;
+            }
+            let drains = awaited.mailbox.drains();
+            if drains != awaited.drains {
+                // Congested again after draining (other publishers refilled it): a new hold.
+                awaited.until = now + max_hold;
+                awaited.drains = drains;
+                return true;
+            }
+            awaited.mailbox.mark_stalled();
+            expired = true;
+            false
+        });
+        if self.waiting_on.is_empty() {
             while self.replies.front().is_some_and(|h| h.ticket.is_none()) {
                 if let Some(held) = self.replies.pop_front() {
                     send(session, held.reply);
