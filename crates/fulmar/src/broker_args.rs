@@ -14,16 +14,14 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
 use fulmar_client::proto::{ProtocolVersion, QoS};
-use fulmar_client::{
-    ClientError, ClientIdentity, ClientOptions, ConnectOptions, Endpoint, TlsConfig, TlsFailure,
-    TlsOptions, TlsVersion,
-};
+use fulmar_client::{ClientError, ClientOptions, ConnectOptions, Endpoint, TlsConfig};
+
+use crate::tls_args::{failure_hint, TlsArgs};
 
 /// Exit code: usage or configuration error.
 pub const EXIT_USAGE: u8 = 1;
@@ -69,23 +67,9 @@ pub struct BrokerArgs {
     /// win.
     #[arg(short = 'L', long = "url", value_name = "URL")]
     pub url: Option<String>,
-    /// Use TLS and trust the CA certificates in this PEM file [default with TLS: the built-in
-    /// Mozilla roots].
-    #[arg(long, value_name = "FILE")]
-    pub cafile: Option<PathBuf>,
-    /// Use TLS and present this PEM client certificate (needs --key).
-    #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// The PEM private key of --cert.
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// Use TLS without checking that the broker's certificate names the host (the certificate
-    /// must still be signed by a trusted CA).
-    #[arg(long)]
-    pub insecure: bool,
-    /// Use TLS with only this version: tlsv1.2 or tlsv1.3 [default: either].
-    #[arg(long = "tls-version", value_name = "VERSION")]
-    pub tls_version: Option<TlsVersion>,
+    /// TLS: `--cafile`, `--cert`/`--key`, `--insecure`, `--tls-version`.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Session options of `pub` and `sub`.
@@ -347,50 +331,16 @@ impl BrokerArgs {
 }
 
 impl BrokerArgs {
-    /// The TLS options given, if any (`mqtts://` or any TLS flag turns TLS on).
-    pub fn tls_options(&self, url_tls: bool) -> Option<TlsOptions> {
-        let any_flag = self.cafile.is_some()
-            || self.cert.is_some()
-            || self.key.is_some()
-            || self.insecure
-            || self.tls_version.is_some();
-        (url_tls || any_flag).then(|| TlsOptions {
-            ca_file: self.cafile.clone(),
-            identity: self
-                .cert
-                .clone()
-                .zip(self.key.clone())
-                .map(|(cert, key)| ClientIdentity { cert, key }),
-            insecure: self.insecure,
-            version: self.tls_version,
-        })
-    }
-
     /// Reads the TLS files once, before connecting: a bad file is a usage error (exit 1).
     fn tls(&self, url_tls: bool) -> Result<Option<TlsConfig>, CliError> {
-        if self.cert.is_some() != self.key.is_some() {
-            return Err(CliError::Usage(
-                "--cert and --key go together (the client certificate and its key)".into(),
-            ));
-        }
-        self.tls_options(url_tls)
-            .map(|options| TlsConfig::new(&options))
-            .transpose()
-            .map_err(|e| CliError::Usage(e.to_string()))
+        self.tls.config(url_tls).map_err(CliError::Usage)
     }
 }
 
 /// A hint for the TLS failures that a flag can fix.
 fn tls_hint(error: &ClientError) -> &'static str {
     match error {
-        ClientError::TlsHandshake {
-            failure: TlsFailure::NameMismatch(_),
-            ..
-        } => " (connect by a name the certificate lists, or --insecure to skip the name check)",
-        ClientError::TlsHandshake {
-            failure: TlsFailure::UnknownCa { .. },
-            ..
-        } => " (--cafile names the CA to trust)",
+        ClientError::TlsHandshake { failure, .. } => failure_hint(failure),
         ClientError::TlsExpected { .. } => " (use mqtts:// or a TLS option such as --cafile)",
         _ => "",
     }

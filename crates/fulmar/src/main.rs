@@ -8,6 +8,7 @@ mod pub_cmd;
 mod serve;
 mod serve_security;
 mod sub_cmd;
+mod tls_args;
 
 use clap::{Parser, Subcommand};
 
