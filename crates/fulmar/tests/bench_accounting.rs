@@ -229,6 +229,7 @@ fn bench_json_report_has_its_documented_shape() {
     for field in [
         "scenario",
         "broker",
+        "transport",
         "protocol",
         "qos",
         "payload_bytes",

@@ -260,8 +260,8 @@ impl TlsConfig {
     }
 
     /// Runs the handshake over `tcp`, with `host` as the server name (SNI and the name the
-    /// certificate must carry).
-    pub(crate) async fn handshake(
+    /// certificate must carry). Public for tools that open their own sockets (`fulmar bench`).
+    pub async fn handshake(
         &self,
         host: &str,
         tcp: TcpStream,

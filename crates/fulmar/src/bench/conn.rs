@@ -3,16 +3,19 @@
 //!
 //! Each [`Conn::poll`] reads everything the socket has (several reads at most), handles the
 //! packets (stats, acknowledgements), tops up its publisher's batch, and writes its pending
-//! bytes in as few syscalls as the socket allows.
+//! bytes in as few syscalls as the socket allows. Over TLS or WebSocket the same bytes go
+//! through the layer's `poll_read`/`poll_write`, and a write round ends with a flush.
 
 use std::io::ErrorKind;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::net::TcpStream;
+use tokio::io::ReadBuf;
 
 use super::engine::{GroupStats, Phase, Shared, Tick};
 use super::payload::Stamp;
 use super::track::{Arrival, SeqTrack};
+use super::transport::Stream;
 use super::wire::{kind, parse, put_ack, Incoming, PublishTemplate};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -26,6 +29,9 @@ const BATCH_HIGH: usize = 64 * 1024;
 const ROUNDS_PER_POLL: usize = 8;
 /// Highest publisher index a subscriber tracks (payloads claiming more are counted as foreign).
 const MAX_PUBLISHERS: usize = 1 << 20;
+/// First read of a layered stream, on the stack: a layered stream has no readiness to wait on,
+/// so this is what lets an idle connection hold no read buffer (as a plain TCP one does).
+const PROBE: usize = 512;
 
 /// The publishing side of a connection.
 #[derive(Debug)]
@@ -80,9 +86,15 @@ impl Publisher {
 }
 
 /// A connection after its handshake (and subscriptions).
+///
+/// # Invariants
+/// - `unflushed` is only ever set for a [`Stream::Layered`]; while it is set, bytes handed to
+///   the layer may still sit in it, and every poll flushes again until it is clear.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
+    /// Bytes were written into the layer (TLS, WebSocket) since its last completed flush.
+    unflushed: bool,
     /// Bytes read, `rbuf[rstart..rend]` not yet parsed.
     rbuf: Vec<u8>,
     rstart: usize,
@@ -102,9 +114,10 @@ pub struct Conn {
 
 impl Conn {
     /// Wraps a connected stream; `leftover` are bytes already read past the handshake.
-    pub fn new(stream: TcpStream, v5: bool, leftover: &[u8], publisher: Option<Publisher>) -> Self {
+    pub fn new(stream: Stream, v5: bool, leftover: &[u8], publisher: Option<Publisher>) -> Self {
         Self {
             stream,
+            unflushed: false,
             // Empty until the first read: an idle connection holds no buffer.
             rbuf: leftover.to_vec(),
             rstart: 0,
@@ -166,20 +179,49 @@ impl Conn {
     ) -> std::io::Result<()> {
         let mut rounds = 0;
         loop {
-            match self.stream.poll_read_ready(cx) {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(result) => result?,
-            }
-            self.make_room();
-            match self.stream.try_read(&mut self.rbuf[self.rend..]) {
-                Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-                Ok(n) => {
-                    self.rend += n;
-                    self.handle_input(tick, stats)?;
+            if let Stream::Tcp(tcp) = &self.stream {
+                match tcp.poll_read_ready(cx) {
+                    Poll::Pending => return Ok(()),
+                    Poll::Ready(result) => result?,
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
             }
+            let n = match &mut self.stream {
+                Stream::Layered(io) if self.rbuf.is_empty() => {
+                    let mut probe = [0u8; PROBE];
+                    let mut buf = ReadBuf::new(&mut probe);
+                    match Pin::new(io.as_mut()).poll_read(cx, &mut buf) {
+                        Poll::Pending => return Ok(()),
+                        Poll::Ready(result) => result?,
+                    }
+                    let n = buf.filled().len();
+                    self.make_room();
+                    self.rbuf[self.rend..self.rend + n].copy_from_slice(&probe[..n]);
+                    n
+                }
+                _ => {
+                    self.make_room();
+                    match &mut self.stream {
+                        Stream::Tcp(tcp) => match tcp.try_read(&mut self.rbuf[self.rend..]) {
+                            Ok(n) => n,
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                            Err(e) => return Err(e),
+                        },
+                        Stream::Layered(io) => {
+                            let mut buf = ReadBuf::new(&mut self.rbuf[self.rend..]);
+                            match Pin::new(io.as_mut()).poll_read(cx, &mut buf) {
+                                Poll::Pending => return Ok(()),
+                                Poll::Ready(result) => result?,
+                            }
+                            buf.filled().len()
+                        }
+                    }
+                }
+            };
+            if n == 0 {
+                return Err(ErrorKind::UnexpectedEof.into());
+            }
+            self.rend += n;
+            self.handle_input(tick, stats)?;
             rounds += 1;
             if rounds == ROUNDS_PER_POLL {
                 cx.waker().wake_by_ref();
@@ -310,17 +352,40 @@ impl Conn {
         deadline
     }
 
-    /// Writes pending bytes; true when everything went out.
+    /// Writes pending bytes; true when everything went out (through a layer: and was flushed).
     fn write(&mut self, cx: &mut Context<'_>) -> std::io::Result<bool> {
-        while self.wpos < self.wbuf.len() {
-            match self.stream.poll_write_ready(cx) {
-                Poll::Pending => return Ok(false),
-                Poll::Ready(result) => result?,
+        match &mut self.stream {
+            Stream::Tcp(tcp) => {
+                while self.wpos < self.wbuf.len() {
+                    match tcp.poll_write_ready(cx) {
+                        Poll::Pending => return Ok(false),
+                        Poll::Ready(result) => result?,
+                    }
+                    match tcp.try_write(&self.wbuf[self.wpos..]) {
+                        Ok(n) => self.wpos += n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
             }
-            match self.stream.try_write(&self.wbuf[self.wpos..]) {
-                Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+            Stream::Layered(io) => {
+                while self.wpos < self.wbuf.len() {
+                    match Pin::new(io.as_mut()).poll_write(cx, &self.wbuf[self.wpos..]) {
+                        Poll::Pending => return Ok(false),
+                        Poll::Ready(Ok(0)) => return Err(ErrorKind::WriteZero.into()),
+                        Poll::Ready(Ok(n)) => self.wpos += n,
+                        Poll::Ready(Err(e)) => return Err(e),
+                    }
+                    self.unflushed = true;
+                }
+                if self.unflushed {
+                    match Pin::new(io.as_mut()).poll_flush(cx) {
+                        // `wbuf` is fully handed over (`wpos == len`), so `fill` may reuse it.
+                        Poll::Pending => return Ok(false),
+                        Poll::Ready(result) => result?,
+                    }
+                    self.unflushed = false;
+                }
             }
         }
         self.wbuf.clear();

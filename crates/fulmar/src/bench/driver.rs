@@ -21,6 +21,7 @@ use super::payload::{now_ns, HEADER_LEN};
 use super::plan::Plan;
 use super::procstat::{sample, ProcSample};
 use super::report::{self, Broker, Connect, Generator, Latency, Report};
+use super::transport::Transport;
 use super::{BenchArgs, Scenario};
 
 /// Generator CPU share (of its threads' cores) from which it reports itself saturated.
@@ -100,7 +101,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let broker_pid = args.broker_pid.map(|p| p.to_string());
     let broker_sample = || broker_pid.as_deref().and_then(sample);
     let shared = Arc::new(Shared::new(plan.publishers, args.max_outstanding));
-    let config = Arc::new(engine_config(args, addr, &plan));
+    let config = Arc::new(engine_config(args, addr, &plan)?);
+    let transport = config.transport.name();
     let mut progress = Progress::new(args.quiet);
     let broker_before_connect = broker_sample();
     shared.setup_start.store(now_ns(), Relaxed);
@@ -176,6 +178,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let expected = plan.publishers_known.then(|| expected(&shared, &plan));
     let timeline = Timeline {
         addr,
+        transport,
         connect,
         warmup,
         window_start,
@@ -191,6 +194,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 /// What the timeline observed, for [`assemble`].
 struct Timeline {
     addr: SocketAddr,
+    transport: &'static str,
     connect: Connect,
     warmup: f64,
     window_start: u64,
@@ -206,6 +210,7 @@ struct Timeline {
 fn assemble(args: &BenchArgs, plan: &Plan, stats: &GroupStats, t: Timeline) -> Report {
     let Timeline {
         addr,
+        transport,
         connect,
         warmup,
         window_start,
@@ -252,6 +257,7 @@ fn assemble(args: &BenchArgs, plan: &Plan, stats: &GroupStats, t: Timeline) -> R
     Report {
         scenario: format!("{:?}", args.scenario).to_lowercase(),
         broker: addr.to_string(),
+        transport,
         protocol: if args.protocol == 5 { "5.0" } else { "3.1.1" },
         qos: args.qos,
         payload_bytes: args.size,
@@ -298,9 +304,16 @@ fn assemble(args: &BenchArgs, plan: &Plan, stats: &GroupStats, t: Timeline) -> R
     }
 }
 
-/// The per-connection settings from the options.
-fn engine_config(args: &BenchArgs, addr: SocketAddr, plan: &Plan) -> EngineConfig {
-    EngineConfig {
+/// The per-connection settings from the options. Reads the TLS files here, so an unreadable one
+/// fails the run before any connection.
+fn engine_config(args: &BenchArgs, addr: SocketAddr, plan: &Plan) -> anyhow::Result<EngineConfig> {
+    let transport = Transport {
+        tls: args.tls_args.config(args.tls).map_err(anyhow::Error::msg)?,
+        ws: args.ws,
+        host: args.host.clone(),
+        port: args.port,
+    };
+    Ok(EngineConfig {
         addr,
         bind: args.bind.clone(),
         version: super::wire::version(args.protocol),
@@ -315,7 +328,8 @@ fn engine_config(args: &BenchArgs, addr: SocketAddr, plan: &Plan) -> EngineConfi
         keepalive: args.keepalive,
         connect_rate: args.connect_rate,
         persistent_subscribers: args.persistent,
-    }
+        transport,
+    })
 }
 
 /// Broker CPU per message and RSS, from the two `/proc` samples.

@@ -17,12 +17,13 @@ use anyhow::{bail, Context as _};
 use bytes::BytesMut;
 use fulmar_proto::{Packet, ProtocolVersion};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
 
 use super::conn::{Conn, Publisher};
 use super::payload::{instant_at, now_ns};
 use super::plan::ClientSpec;
+use super::transport::Transport;
 use super::wire;
 
 /// Longest a group sleeps without looking at the phase.
@@ -274,6 +275,8 @@ pub struct EngineConfig {
     pub connect_rate: u64,
     /// Subscribers connect with a persistent session.
     pub persistent_subscribers: bool,
+    /// TCP, TLS, WebSocket or WSS.
+    pub transport: Transport,
 }
 
 /// Starts `threads` worker threads over `clients` (global index, spec) in groups of
@@ -366,8 +369,10 @@ async fn setup(k: usize, spec: &ClientSpec, config: &EngineConfig) -> anyhow::Re
             .bind(SocketAddr::new(source.into(), 0))
             .with_context(|| format!("bind {source}"))?;
     }
-    let mut stream = socket.connect(config.addr).await.context("connect")?;
-    stream.set_nodelay(true)?;
+    let tcp = socket.connect(config.addr).await.context("connect")?;
+    tcp.set_nodelay(true)?;
+    let mut stream = config.transport.open(tcp).await?;
+    let io = stream.io();
     let version = config.version;
     let persistent = config.persistent_subscribers && !spec.filters.is_empty();
     let connect = wire::connect(
@@ -377,9 +382,10 @@ async fn setup(k: usize, spec: &ClientSpec, config: &EngineConfig) -> anyhow::Re
         config.username.as_deref(),
         config.password.as_deref(),
     )?;
-    stream.write_all(&connect).await?;
+    io.write_all(&connect).await?;
+    io.flush().await?;
     let mut buf = BytesMut::with_capacity(256);
-    match read_packet(&mut stream, &mut buf, version).await? {
+    match read_packet(io, &mut buf, version).await? {
         Packet::ConnAck(ack) if !ack.reason.is_error() => {}
         Packet::ConnAck(ack) => bail!("connection refused: {:?}", ack.reason),
         other => bail!("expected CONNACK, got {other:?}"),
@@ -387,9 +393,10 @@ async fn setup(k: usize, spec: &ClientSpec, config: &EngineConfig) -> anyhow::Re
     if !spec.filters.is_empty() {
         let qos = wire::qos(config.qos);
         let (packets, n) = wire::subscribes(&spec.filters, qos, version, FILTERS_PER_SUBSCRIBE)?;
-        stream.write_all(&packets).await?;
+        io.write_all(&packets).await?;
+        io.flush().await?;
         for _ in 0..n {
-            match read_packet(&mut stream, &mut buf, version).await? {
+            match read_packet(io, &mut buf, version).await? {
                 Packet::SubAck(ack) if ack.reasons.iter().all(|r| !r.is_error()) => {}
                 Packet::SubAck(ack) => bail!("subscription refused: {:?}", ack.reasons),
                 other => bail!("expected SUBACK, got {other:?}"),
@@ -428,7 +435,7 @@ async fn setup(k: usize, spec: &ClientSpec, config: &EngineConfig) -> anyhow::Re
 
 /// Reads one whole packet with the real decoder (setup only).
 async fn read_packet(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + Unpin + ?Sized),
     buf: &mut BytesMut,
     version: ProtocolVersion,
 ) -> anyhow::Result<Packet> {

@@ -8,6 +8,7 @@
 //! - `payload.rs`: the payload layout (publisher, sequence, send time) and the process clock;
 //! - `track.rs`: per-publisher sequence accounting (lost, duplicated, out of order);
 //! - `conn.rs`: one connection as a poll-driven state machine (no task of its own);
+//! - `transport.rs`: the stream under a connection: plain TCP, TLS, WebSocket or WSS;
 //! - `engine.rs`: worker threads (a current-thread tokio runtime each), groups of connections
 //!   driven by one task, the shared control block;
 //! - `driver.rs`: the measurement timeline (connect, warm-up, window, drain) and progress line;
@@ -28,12 +29,15 @@ mod plan;
 mod procstat;
 mod report;
 mod track;
+mod transport;
 mod wire;
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+
+use crate::tls_args::TlsArgs;
 
 /// What to measure. See `plan.rs` for the clients, topics and filters of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,7 +74,7 @@ pub struct BenchArgs {
     /// Broker host (IPv4 address or name).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Broker port.
+    /// Broker port (of the listener that speaks the chosen transport: TLS, WebSocket, WSS).
     #[arg(long, default_value_t = 1883)]
     pub port: u16,
     /// QoS of publications and subscriptions.
@@ -160,10 +164,14 @@ pub struct BenchArgs {
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
-    /// TLS transport (not supported yet).
+    /// Connect over TLS; any of the TLS options below turns it on too. The host is the TLS
+    /// server name the broker's certificate must carry (see --insecure).
     #[arg(long)]
     pub tls: bool,
-    /// WebSocket transport (not supported yet).
+    /// TLS: `--cafile`, `--cert`/`--key`, `--insecure`, `--tls-version` (as `fulmar pub`).
+    #[command(flatten)]
+    pub tls_args: TlsArgs,
+    /// Connect over WebSocket (path /mqtt, subprotocol mqtt); with TLS, secure WebSocket (WSS).
     #[arg(long)]
     pub ws: bool,
 }
@@ -171,12 +179,6 @@ pub struct BenchArgs {
 /// Runs a benchmark; exit code 1 for a setup failure, 2 when the accounting found an error
 /// (QoS 1/2 loss, QoS 2 duplicates, dropped connections).
 pub fn run(args: BenchArgs) -> ExitCode {
-    if args.tls || args.ws {
-        eprintln!(
-            "fulmar bench: TLS and WebSocket transports are not supported yet (plain TCP only)"
-        );
-        return ExitCode::FAILURE;
-    }
     match driver::run(&args) {
         Ok(report) => {
             if args.json {

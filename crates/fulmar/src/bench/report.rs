@@ -1,9 +1,10 @@
 //! The result of a run: the summary table and the `--json` object.
 //!
 //! # JSON fields (one object, all numbers)
-//! - `scenario`, `broker` (`host:port`), `protocol` (`"3.1.1"`/`"5.0"`), `qos`, `payload_bytes`,
-//!   `publishers`, `subscribers`, `subscriptions` (filters held), `connections`, `threads`,
-//!   `rate_per_publisher` (0 = unlimited), `warmup_s`;
+//! - `scenario`, `broker` (`host:port`), `transport` (`"tcp"`, `"tls"`, `"ws"`, `"wss"`),
+//!   `protocol` (`"3.1.1"`/`"5.0"`), `qos`, `payload_bytes`, `publishers`, `subscribers`,
+//!   `subscriptions` (filters held), `connections`, `threads`, `rate_per_publisher`
+//!   (0 = unlimited), `warmup_s`;
 //! - `window_s`: length of the measured window (duration mode: `--duration`; count mode: from
 //!   the window start to the last delivery);
 //! - `connect`: `{clients, seconds, per_sec}` — the setup phase (CONNECT+CONNACK, SUBSCRIBE);
@@ -108,6 +109,7 @@ pub struct Broker {
 pub struct Report {
     pub scenario: String,
     pub broker: String,
+    pub transport: &'static str,
     pub protocol: &'static str,
     pub qos: u8,
     pub payload_bytes: u32,
@@ -160,8 +162,8 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "fulmar bench {} → {}: MQTT {}, QoS {}, {} B payload; {} publisher(s), {} subscriber(s), {} filter(s), {} connection(s)",
-            self.scenario, self.broker, self.protocol, self.qos, self.payload_bytes,
+            "fulmar bench {} → {} ({}): MQTT {}, QoS {}, {} B payload; {} publisher(s), {} subscriber(s), {} filter(s), {} connection(s)",
+            self.scenario, self.broker, self.transport, self.protocol, self.qos, self.payload_bytes,
             self.publishers, self.subscribers, self.subscriptions, self.connections
         );
         let row = |t: &mut String, k: &str, v: String| {

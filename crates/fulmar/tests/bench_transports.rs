@@ -1,0 +1,160 @@
+//! `fulmar bench` reaches the broker over TLS, WebSocket and WebSocket over TLS with the same
+//! exact accounting as over TCP, and a certificate it cannot trust stops the run before any load
+//! with a message that says why (exit code 1).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A test certificate or key (see `testdata/README.md`).
+fn testdata(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("no free loopback port")
+        .port()
+}
+
+/// `fulmar serve` with a TLS, a WebSocket and a WSS listener; killed on drop.
+struct Broker {
+    child: Child,
+    tls: u16,
+    ws: u16,
+    wss: u16,
+}
+
+impl Broker {
+    fn start() -> Self {
+        let (tls, ws, wss) = (free_port(), free_port(), free_port());
+        let addr = |port: u16| format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_fulmar"))
+            .args(["serve", "--no-persistence"])
+            .args(["--listen-tls", &addr(tls)])
+            .args(["--listen-ws", &addr(ws)])
+            .args(["--listen-wss", &addr(wss)])
+            .args(["--tls-cert", &testdata("server.pem")])
+            .args(["--tls-key", &testdata("server.key")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fulmar serve");
+        let broker = Self {
+            child,
+            tls,
+            ws,
+            wss,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for port in [tls, ws, wss] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "broker did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(20)); // readiness poll interval
+            }
+        }
+        broker
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `fulmar bench pairs -N 2 -q 1 -n 200 --json --quiet` plus `args`, within a minute.
+fn bench(port: u16, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fulmar"))
+        .args(["bench", "pairs", "-N", "2", "-q", "1", "-n", "200"])
+        .args(["--json", "--quiet", "--drain", "0.5"])
+        .args(["--port", &port.to_string()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fulmar bench");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fulmar bench did not finish within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// The run succeeded over `transport` and every one of the 400 messages arrived once.
+fn assert_all_delivered(output: &Output, transport: &str) {
+    let text = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}\nstderr: {stderr}");
+    let json: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}\nstderr: {stderr}"));
+    assert_eq!(json["transport"], transport, "{json}");
+    assert_eq!(json["published"], 400, "{json}");
+    assert_eq!(json["delivered"], 400, "{json}");
+    assert_eq!(
+        (json["lost"].as_u64(), json["duplicated"].as_u64()),
+        (Some(0), Some(0)),
+        "{json}"
+    );
+    assert_eq!(json["errors"].as_array().map(Vec::len), Some(0), "{json}");
+}
+
+#[test]
+fn bench_over_tls_delivers_every_message() {
+    let broker = Broker::start();
+    let ca = testdata("ca.pem");
+    let output = bench(broker.tls, &["--tls", "--cafile", &ca]);
+    assert_all_delivered(&output, "tls");
+}
+
+#[test]
+fn bench_over_websocket_delivers_every_message() {
+    let broker = Broker::start();
+    let output = bench(broker.ws, &["--ws"]);
+    assert_all_delivered(&output, "ws");
+}
+
+#[test]
+fn bench_over_secure_websocket_delivers_every_message() {
+    let broker = Broker::start();
+    let ca = testdata("ca.pem");
+    let output = bench(broker.wss, &["--ws", "--cafile", &ca]);
+    assert_all_delivered(&output, "wss");
+}
+
+#[test]
+fn bench_refuses_a_broker_certificate_from_another_ca() {
+    let broker = Broker::start();
+    let other = testdata("other-ca.pem");
+    let output = bench(broker.tls, &["--tls", "--cafile", &other]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(output.stdout.is_empty(), "no report after a setup failure");
+    assert!(
+        stderr.contains("certificate verify failed: unknown CA") && stderr.contains(&other),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bench_with_websocket_on_a_tls_port_says_what_failed() {
+    let broker = Broker::start();
+    let output = bench(broker.tls, &["--ws"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("WebSocket handshake with ws://"),
+        "{stderr}"
+    );
+}
