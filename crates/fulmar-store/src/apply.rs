@@ -21,7 +21,8 @@ use crate::StoreError;
 /// tables may hold part of the batch.
 pub(crate) fn apply(t: &mut impl Tables, mutations: &[Mutation]) -> Result<Effects, StoreError> {
     let mut cx = Batch::default();
-    for mutation in mutations {
+    let skip = crate::coalesce::superseded(mutations);
+    for (mutation, _) in mutations.iter().zip(skip).filter(|(_, skip)| !skip) {
         cx.one(t, mutation)?;
     }
     cx.settle_refs(t)?;

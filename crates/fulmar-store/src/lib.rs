@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod apply;
+mod coalesce;
 mod codec;
 mod commit;
 mod error;
