@@ -87,6 +87,11 @@ impl Session {
         self.persist_log.is_some()
     }
 
+    /// Whether records wait to be taken (cheap: the server asks after every packet).
+    pub fn has_persist(&self) -> bool {
+        self.persist_log.as_ref().is_some_and(|log| !log.is_empty())
+    }
+
     /// Takes the logged records, oldest first.
     pub fn take_persist(&mut self) -> Vec<Persist> {
         self.persist_log

@@ -199,16 +199,20 @@ impl Connection {
         let mut armed_deadline = None;
         let mut was_paused = false;
         loop {
+            // One clock read per wake-up serves every packet handled and every delivery sent
+            // in it: they all happen within microseconds, far below the second-granularity
+            // of keep-alive, expiry and rate limits, and reading the clock is a measurable
+            // share of the per-message cost.
+            let now = Instant::now();
             // Whole packets may already be buffered: pipelined behind CONNECT, or held back
             // while reading was paused (publish rate, or a congested subscriber).
-            if !self.reading_paused(Instant::now()) {
-                if let Some(exit) = self.handle_input(io, max_packet) {
+            if !self.reading_paused(now) {
+                if let Some(exit) = self.handle_input(io, max_packet, now) {
                     return exit;
                 }
             }
-            self.pump(io, high_water);
+            self.pump(io, high_water, now);
             io.release_empty();
-            let now = Instant::now();
             let paused_until = self.session.read_paused_until(now);
             if paused_until.is_some() && !was_paused {
                 bump(&self.broker.metrics().publish_rate_pauses);
@@ -290,7 +294,7 @@ impl Connection {
 
     /// Moves the session's replies and then queued deliveries (as the inflight window
     /// allows) into the write buffer, up to its high-water mark.
-    fn pump<R, W>(&mut self, io: &mut Io<R, W>, high_water: usize)
+    fn pump<R, W>(&mut self, io: &mut Io<R, W>, high_water: usize, now: Instant)
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -298,7 +302,6 @@ impl Connection {
         while let Some(packet) = self.session.poll_transmit() {
             io.queue(&packet, self.version);
         }
-        let now = Instant::now();
         let (mut sent, mut expired, mut too_large) = (0u64, 0u64, 0u64);
         let mut dropped_stored = Vec::new();
         while io.wbuf.len() < high_water {
@@ -353,16 +356,21 @@ impl Connection {
     }
 
     /// Decodes and handles every whole packet in the read buffer.
-    fn handle_input<R, W>(&mut self, io: &mut Io<R, W>, max_packet: usize) -> Option<Exit> {
+    fn handle_input<R, W>(
+        &mut self,
+        io: &mut Io<R, W>,
+        max_packet: usize,
+        now: Instant,
+    ) -> Option<Exit> {
         loop {
             match decode(&mut io.rbuf, self.version, max_packet) {
                 Ok(Some(packet)) => {
-                    if let Some(exit) = self.handle_packet(packet) {
+                    if let Some(exit) = self.handle_packet(packet, now) {
                         return Some(exit);
                     }
                     // Over the publish rate, or holding for a congested subscriber: leave the
                     // rest buffered until the pause ends.
-                    if self.reading_paused(Instant::now()) {
+                    if self.reading_paused(now) {
                         return None;
                     }
                 }
@@ -373,7 +381,7 @@ impl Connection {
     }
 
     /// Routes an accepted PUBLISH and acknowledges it when the spec and the store allow.
-    fn handle_publish(&mut self, publish: fulmar_proto::Publish) -> Option<Exit> {
+    fn handle_publish(&mut self, publish: fulmar_proto::Publish, now: Instant) -> Option<Exit> {
         bump(&self.broker.metrics().messages_received);
         let topic = publish.topic.as_str();
         if !self
@@ -390,7 +398,6 @@ impl Connection {
                 .acknowledge(&mut self.session, denied, None, Duration::ZERO, None);
             return None;
         }
-        let now = Instant::now();
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         let message = Message::from_publish(publish, Some(self.key), now);
         let mut extra = Vec::new();
@@ -445,8 +452,8 @@ impl Connection {
         None
     }
 
-    fn handle_packet(&mut self, packet: Packet) -> Option<Exit> {
-        let handled = self.session.handle(packet, Instant::now());
+    fn handle_packet(&mut self, packet: Packet, now: Instant) -> Option<Exit> {
+        let handled = self.session.handle(packet, now);
         if let Some(gate) = self.flush_persist() {
             self.write_gate = Some(gate);
         }
@@ -456,7 +463,7 @@ impl Connection {
             Err(e) => return Some(Exit::Violation(e)),
         };
         match event {
-            Event::Publish(publish) => return self.handle_publish(publish),
+            Event::Publish(publish) => return self.handle_publish(publish, now),
             Event::Subscribe(subscribe) => {
                 let subscriber = (self.key, &self.mailbox, &self.identity);
                 let reasons = match self

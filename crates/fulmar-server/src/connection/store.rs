@@ -33,6 +33,9 @@ impl Connection {
     /// in between would send the message again (a duplicate, breaking exactly once
     /// [MQTT-4.3.3]).
     pub(super) fn flush_persist(&mut self) -> Option<CommitTicket> {
+        if !self.session.has_persist() {
+            return None;
+        }
         let records = self.session.take_persist();
         let (Some(client_id), Some(persistence)) = (self.stored_id(), self.broker.persistence())
         else {
