@@ -30,13 +30,13 @@ mod topic;
 mod types;
 
 pub use codec::{
-    decode, encode, encode_publish, encode_publish_header, encoded_len, publish_encoded_len,
-    MAX_REMAINING_LENGTH,
+    decode, encode, encode_publish, encode_publish_header, encode_publish_view, encoded_len,
+    publish_encoded_len, MAX_REMAINING_LENGTH,
 };
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
-    Ack, Auth, ConnAck, Connect, Disconnect, Packet, PacketType, Publish, RetainHandling, SubAck,
-    Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
+    Ack, Auth, ConnAck, Connect, Disconnect, Packet, PacketType, Publish, PublishView,
+    RetainHandling, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
 };
 pub use properties::{property_id, Properties, PropertyValues};
 pub use reason::{ReasonCode, UnknownReasonCode};

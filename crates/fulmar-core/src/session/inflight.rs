@@ -57,18 +57,23 @@ impl Inflight {
         self.entries.len()
     }
 
-    /// Opens an exchange for `delivery` under a fresh packet id and returns the id.
-    /// The caller keeps `len()` below 65535 (the inflight limit is at most that).
-    pub fn start(&mut self, delivery: Delivery, state: OutboundState) -> PacketId {
+    /// A fresh packet id for the next exchange: not used by any open one. The caller keeps
+    /// `len()` below 65535 (the inflight limit is at most that).
+    pub fn next_id(&mut self) -> PacketId {
         debug_assert!(self.entries.len() < usize::from(u16::MAX));
-        let packet_id = self.allocate_id();
+        self.allocate_id()
+    }
+
+    /// Opens an exchange for `delivery` under `packet_id`, taken from [`Inflight::next_id`]
+    /// with no exchange opened since.
+    pub fn start(&mut self, packet_id: PacketId, delivery: Delivery, state: OutboundState) {
+        debug_assert!(!self.contains(packet_id), "packet id in use [MQTT-2.3.1-2]");
         self.entries.push_back(InflightEntry {
             packet_id,
             stored_seq: delivery.stored.map(|s| s.seq),
             delivery: Some(delivery),
             state,
         });
-        packet_id
     }
 
     /// Rebuilds the window from restored exchanges, in send order; ids continue after the
@@ -185,11 +190,16 @@ mod tests {
                 false,
             )
         };
-        let a = inflight.start(dummy(), OutboundState::AwaitingPubAck);
-        let b = inflight.start(dummy(), OutboundState::AwaitingPubAck);
+        let start = |inflight: &mut Inflight| {
+            let id = inflight.next_id();
+            inflight.start(id, dummy(), OutboundState::AwaitingPubAck);
+            id
+        };
+        let a = start(&mut inflight);
+        let b = start(&mut inflight);
         assert_eq!((a.get(), b.get()), (u16::MAX, 1));
         inflight.last_id = u16::MAX - 1;
-        let c = inflight.start(dummy(), OutboundState::AwaitingPubAck);
+        let c = start(&mut inflight);
         assert_eq!(c.get(), 2, "65535 and 1 are in flight, so 2 is next");
         assert!(inflight
             .complete(a, OutboundState::AwaitingPubAck)

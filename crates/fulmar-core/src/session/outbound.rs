@@ -4,21 +4,22 @@
 use std::time::Instant;
 
 use fulmar_proto::{
-    publish_encoded_len, Ack, Packet, PacketId, Properties, ProtocolVersion, Publish, QoS,
-    ReasonCode, TopicName,
+    Ack, Packet, PacketId, Properties, ProtocolVersion, Publish, PublishView, QoS, ReasonCode,
+    TopicName,
 };
 
 use super::inflight::OutboundState;
 use super::{ack, Session};
 use crate::message::Delivery;
 
-/// What became of a delivery handed to [`Session::deliver`].
+/// What became of a delivery handed to [`Session::deliver`] (`P` is the PUBLISH built) or
+/// [`Session::deliver_with`] (`P` is what its `emit` returned).
 #[derive(Debug, Clone, PartialEq, Eq)]
 // Send is the common variant on the hot path; boxing it would allocate per delivery.
 #[allow(clippy::large_enum_variant)]
-pub enum Outbound {
+pub enum Outbound<P = Publish> {
     /// Send this PUBLISH.
-    Send(Publish),
+    Send(P),
     /// The message expired before it could be sent [MQTT-3.3.2-5]; dropped.
     Expired,
     /// Larger than the client's Maximum Packet Size [MQTT-3.1.2-25]; dropped for this client.
@@ -51,71 +52,121 @@ impl Session {
     /// Turns a delivery into the PUBLISH to send, opening an inflight exchange for QoS 1/2.
     /// The caller sends QoS 1/2 only while [`Session::outbound_window`] is non-zero.
     pub fn deliver(&mut self, delivery: Delivery, now: Instant) -> Outbound {
-        if delivery.message.is_expired(now) {
+        self.deliver_with(delivery, now, |publish| publish.to_publish())
+    }
+
+    /// [`Session::deliver`] without an owned PUBLISH: `emit` gets a view that borrows the
+    /// shared message (the server encodes it straight into its write buffer), called only
+    /// when the PUBLISH is to be sent, and before the exchange opens.
+    pub fn deliver_with<T>(
+        &mut self,
+        delivery: Delivery,
+        now: Instant,
+        emit: impl FnOnce(PublishView<'_>) -> T,
+    ) -> Outbound<T> {
+        let message = &delivery.message;
+        if message.is_expired(now) {
             return Outbound::Expired;
         }
-        let mut publish = build_publish(&delivery, None, false, self.version, now);
-        if delivery.qos > QoS::AtMostOnce {
-            // Sized with a placeholder id: ids have a fixed width.
-            publish.packet_id = PacketId::new(1);
+        let mut properties = outgoing_properties(&delivery, self.version, now);
+        let qos = delivery.qos;
+        // Sized with a placeholder id: ids have a fixed width.
+        let placeholder = if qos > QoS::AtMostOnce {
+            PacketId::new(1)
+        } else {
+            None
+        };
+        let no_topic = TopicName::empty();
+        let mut topic = &message.topic;
+        let mut alias = self.outbound_alias(topic);
+        if let Some(OutboundAlias { alias: id, known }) = alias {
+            properties.topic_alias = Some(id);
+            if known {
+                topic = &no_topic;
+            }
         }
         // Sized with the alias: its 3-byte property is more than a topic of one or two bytes
         // saves [MQTT-3.1.2-24]. Too large with it, the PUBLISH may still fit without.
-        let topic = publish.topic.clone();
-        let new_alias = self.apply_outbound_alias(&mut publish);
         if let Some(max) = self.client.maximum_packet_size {
-            let fits = |p: &Publish| {
-                publish_encoded_len(p, self.version).is_ok_and(|size| size <= max as usize)
+            let fits = |topic: &TopicName, properties: &Properties| {
+                let view = PublishView {
+                    dup: false,
+                    qos,
+                    retain: delivery.retain,
+                    topic,
+                    packet_id: placeholder,
+                    properties,
+                    payload: &message.payload,
+                };
+                view.encoded_len(self.version)
+                    .is_ok_and(|size| size <= max as usize)
             };
-            if !fits(&publish) {
-                publish.properties.topic_alias = None;
-                publish.topic = topic.clone();
-                if !fits(&publish) {
+            if !fits(topic, &properties) {
+                if alias.take().is_some() {
+                    properties.topic_alias = None;
+                }
+                topic = &message.topic;
+                if !fits(topic, &properties) {
                     return Outbound::TooLarge;
                 }
             }
         }
-        if let (Some(alias), Some(_)) = (new_alias, publish.properties.topic_alias) {
-            self.outbound_aliases.insert(topic, alias);
+        if let Some(OutboundAlias {
+            alias,
+            known: false,
+        }) = alias
+        {
+            self.outbound_aliases.insert(message.topic.clone(), alias);
         }
-        let state = match delivery.qos {
-            QoS::AtMostOnce => return Outbound::Send(publish),
-            QoS::AtLeastOnce => OutboundState::AwaitingPubAck,
-            QoS::ExactlyOnce => OutboundState::AwaitingPubRec,
+        let state = match qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(OutboundState::AwaitingPubAck),
+            QoS::ExactlyOnce => Some(OutboundState::AwaitingPubRec),
         };
-        debug_assert!(self.outbound_window() > 0, "caller must respect the window");
-        let stored = delivery.stored.is_some() && self.is_recording();
-        let record = stored.then(|| delivery.clone());
-        let packet_id = self.inflight.start(delivery, state);
-        publish.packet_id = Some(packet_id);
-        if let Some(delivery) = record {
-            self.record(super::Persist::Sent {
-                packet_id,
-                state,
-                delivery,
-            });
+        let packet_id = state.map(|_| self.inflight.next_id());
+        let sent = emit(PublishView {
+            dup: false,
+            qos,
+            retain: delivery.retain,
+            topic,
+            packet_id,
+            properties: &properties,
+            payload: &message.payload,
+        });
+        if let (Some(state), Some(packet_id)) = (state, packet_id) {
+            debug_assert!(self.outbound_window() > 0, "caller must respect the window");
+            let stored = delivery.stored.is_some() && self.is_recording();
+            let record = stored.then(|| delivery.clone());
+            self.inflight.start(packet_id, delivery, state);
+            if let Some(delivery) = record {
+                self.record(super::Persist::Sent {
+                    packet_id,
+                    state,
+                    delivery,
+                });
+            }
         }
-        Outbound::Send(publish)
+        Outbound::Send(sent)
     }
 
     /// MQTT 5 §3.3.2.3.4: the first PUBLISH of a topic carries topic and a new alias, later
     /// ones only the alias; once the client's Topic Alias Maximum is used up, new topics go
     /// out in full (aliases are never reassigned, so no ordering hazards arise).
-    /// Returns a new alias for the caller to register once the PUBLISH is sure to be sent.
-    fn apply_outbound_alias(&self, publish: &mut Publish) -> Option<u16> {
+    /// A new alias is for the caller to register once the PUBLISH is sure to be sent.
+    fn outbound_alias(&self, topic: &TopicName) -> Option<OutboundAlias> {
         if !self.limits.outbound_topic_aliases || self.client.topic_alias_maximum == 0 {
             return None;
         }
-        if let Some(&alias) = self.outbound_aliases.get(&publish.topic) {
-            publish.properties.topic_alias = Some(alias);
-            publish.topic = TopicName::empty();
-            return None;
+        if let Some(&alias) = self.outbound_aliases.get(topic) {
+            return Some(OutboundAlias { alias, known: true });
         }
         let next = self.outbound_aliases.len() + 1;
         if next <= usize::from(self.client.topic_alias_maximum) {
             let alias = next as u16;
-            publish.properties.topic_alias = Some(alias);
-            return Some(alias);
+            return Some(OutboundAlias {
+                alias,
+                known: false,
+            });
         }
         None
     }
@@ -157,27 +208,41 @@ pub fn build_publish(
     now: Instant,
 ) -> Publish {
     let message = &delivery.message;
-    let properties = if version.is_v5() {
-        let mut properties = message.properties.clone();
-        // Written only when they differ: a write allocates the values of an empty block.
-        if properties.subscription_identifiers[..] != delivery.subscription_ids[..] {
-            properties.subscription_identifiers = delivery.subscription_ids.to_vec();
-        }
-        let expiry = message.remaining_expiry_secs(now);
-        if properties.message_expiry_interval != expiry {
-            properties.message_expiry_interval = expiry;
-        }
-        properties
-    } else {
-        Properties::default()
-    };
     Publish {
         dup,
         qos: delivery.qos,
         retain: delivery.retain,
         topic: message.topic.clone(),
         packet_id,
-        properties,
+        properties: outgoing_properties(delivery, version, now),
         payload: message.payload.clone(),
     }
+}
+
+/// The properties a recipient's PUBLISH carries (before any topic alias): MQTT 5 gets the
+/// message's with this recipient's subscription identifiers [MQTT-3.3.4-3] and the remaining
+/// expiry [MQTT-3.3.2-6]; 3.1.1 none.
+fn outgoing_properties(delivery: &Delivery, version: ProtocolVersion, now: Instant) -> Properties {
+    if !version.is_v5() {
+        return Properties::default();
+    }
+    let message = &delivery.message;
+    let mut properties = message.properties.clone();
+    // Written only when they differ: a write allocates the values of an empty block.
+    if properties.subscription_identifiers[..] != delivery.subscription_ids[..] {
+        properties.subscription_identifiers = delivery.subscription_ids.to_vec();
+    }
+    let expiry = message.remaining_expiry_secs(now);
+    if properties.message_expiry_interval != expiry {
+        properties.message_expiry_interval = expiry;
+    }
+    properties
+}
+
+/// The topic alias a PUBLISH goes out with (see [`Session::outbound_alias`]).
+#[derive(Debug, Clone, Copy)]
+struct OutboundAlias {
+    alias: u16,
+    /// The client already knows it: the topic is left out.
+    known: bool,
 }

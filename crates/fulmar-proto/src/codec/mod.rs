@@ -8,7 +8,7 @@ use bytes::{Buf, BufMut, BytesMut};
 
 use self::read::Reader;
 use self::write::{put_varint, varint_len};
-use crate::{DecodeError, EncodeError, Packet, PacketType, ProtocolVersion, Publish};
+use crate::{DecodeError, EncodeError, Packet, PacketType, ProtocolVersion, Publish, PublishView};
 
 /// Largest remaining length a 4-byte Variable Byte Integer can carry (section 1.5.5).
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
@@ -105,7 +105,7 @@ pub fn decode(
 }
 
 /// Size of a whole packet with a body of `body` bytes.
-fn frame_len(body: usize) -> Result<usize, EncodeError> {
+pub(crate) fn frame_len(body: usize) -> Result<usize, EncodeError> {
     if body > MAX_REMAINING_LENGTH {
         return Err(EncodeError::PacketTooLarge);
     }
@@ -134,11 +134,10 @@ pub fn encode(
 
 /// Exact number of bytes [`encode`] would append, for Maximum Packet Size checks.
 pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, EncodeError> {
-    let body = match packet {
-        Packet::Publish(publish) => publish.header_len(version)? + publish.payload.len(),
-        other => other.body_len(version)?,
-    };
-    frame_len(body)
+    match packet {
+        Packet::Publish(publish) => publish_encoded_len(publish, version),
+        other => frame_len(other.body_len(version)?),
+    }
 }
 
 /// Exact encoded size of a PUBLISH, without building a [`Packet`] (Maximum Packet Size checks
@@ -147,7 +146,7 @@ pub fn publish_encoded_len(
     publish: &Publish,
     version: ProtocolVersion,
 ) -> Result<usize, EncodeError> {
-    frame_len(publish.header_len(version)? + publish.payload.len())
+    publish.view().encoded_len(version)
 }
 
 /// Hot path: append a PUBLISH without building a [`Packet`] (no clone of topic or payload).
@@ -156,11 +155,21 @@ pub fn encode_publish(
     version: ProtocolVersion,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
+    encode_publish_view(publish.view(), version, out)
+}
+
+/// [`encode_publish`] from borrowed parts: a broker encodes each recipient's copy straight
+/// from the shared message. On error nothing is appended.
+pub fn encode_publish_view(
+    publish: PublishView<'_>,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let header = publish.header_len(version)?;
     let total = frame_len(header + publish.payload.len())?;
     out.reserve(total);
     write_publish_header(publish, version, header, out);
-    out.put_slice(&publish.payload);
+    out.put_slice(publish.payload);
     Ok(())
 }
 
@@ -172,16 +181,17 @@ pub fn encode_publish_header(
     version: ProtocolVersion,
     out: &mut BytesMut,
 ) -> Result<usize, EncodeError> {
-    let header = publish.header_len(version)?;
+    let view = publish.view();
+    let header = view.header_len(version)?;
     let total = frame_len(header + publish.payload.len())?;
     let header_total = total - publish.payload.len();
     out.reserve(header_total);
-    write_publish_header(publish, version, header, out);
+    write_publish_header(view, version, header, out);
     Ok(header_total)
 }
 
 fn write_publish_header(
-    publish: &Publish,
+    publish: PublishView<'_>,
     version: ProtocolVersion,
     header: usize,
     out: &mut BytesMut,

@@ -18,7 +18,7 @@ pub use self::auth::Auth;
 pub use self::connack::ConnAck;
 pub use self::connect::{Connect, Will};
 pub use self::disconnect::Disconnect;
-pub use self::publish::Publish;
+pub use self::publish::{Publish, PublishView};
 pub use self::suback::SubAck;
 pub use self::subscribe::{RetainHandling, Subscribe, SubscriptionOptions};
 pub use self::unsuback::UnsubAck;
@@ -175,7 +175,7 @@ impl Packet {
     /// First byte of the fixed header: type and flags.
     pub(crate) fn first_byte(&self) -> u8 {
         match self {
-            Self::Publish(publish) => publish.first_byte(),
+            Self::Publish(publish) => publish.view().first_byte(),
             // [MQTT-3.6.1-1] [MQTT-3.8.1-1] [MQTT-3.10.1-1]
             Self::PubRel(_) | Self::Subscribe(_) | Self::Unsubscribe(_) => {
                 (self.packet_type() as u8) << 4 | 0b0010
@@ -189,7 +189,7 @@ impl Packet {
         match self {
             Self::Connect(p) => p.body_len(),
             Self::ConnAck(p) => p.body_len(version),
-            Self::Publish(p) => Ok(p.header_len(version)? + p.payload.len()),
+            Self::Publish(p) => Ok(p.view().header_len(version)? + p.payload.len()),
             Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {
                 p.body_len(self.packet_type(), version)
             }
@@ -209,7 +209,7 @@ impl Packet {
             Self::Connect(p) => p.write_body(out),
             Self::ConnAck(p) => p.write_body(version, out),
             Self::Publish(p) => {
-                p.write_header(version, out);
+                p.view().write_header(version, out);
                 out.extend_from_slice(&p.payload);
             }
             Self::PubAck(p) | Self::PubRec(p) | Self::PubRel(p) | Self::PubComp(p) => {

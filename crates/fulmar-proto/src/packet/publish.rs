@@ -69,6 +69,61 @@ impl Publish {
         })
     }
 
+    /// A borrowed view of this PUBLISH, as the encoder takes it.
+    pub fn view(&self) -> PublishView<'_> {
+        PublishView {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            properties: &self.properties,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// A PUBLISH to encode whose topic, properties and payload are borrowed: a broker encodes each
+/// recipient's copy straight from the one shared message, without building an owned
+/// [`Publish`] (and the reference-count traffic of cloning its `Bytes`) per recipient.
+/// Same field rules as [`Publish`].
+#[derive(Debug, Clone, Copy)]
+pub struct PublishView<'a> {
+    /// Re-delivery of an earlier attempt (QoS > 0 only) [MQTT-3.3.1-2].
+    pub dup: bool,
+    /// Delivery QoS.
+    pub qos: QoS,
+    /// Retain flag.
+    pub retain: bool,
+    /// Topic; empty only in a 5.0 PUBLISH that carries a Topic Alias.
+    pub topic: &'a TopicName,
+    /// Packet identifier, present iff QoS > 0 [MQTT-2.2.1-2].
+    pub packet_id: Option<PacketId>,
+    /// PUBLISH properties (5.0 only).
+    pub properties: &'a Properties,
+    /// Application payload.
+    pub payload: &'a Bytes,
+}
+
+impl PublishView<'_> {
+    /// The owned PUBLISH (shares topic and payload).
+    pub fn to_publish(&self) -> Publish {
+        Publish {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: self.topic.clone(),
+            packet_id: self.packet_id,
+            properties: self.properties.clone(),
+            payload: self.payload.clone(),
+        }
+    }
+
+    /// Exact encoded size of the whole packet for `version`; validates it.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> Result<usize, EncodeError> {
+        crate::codec::frame_len(self.header_len(version)? + self.payload.len())
+    }
+
     pub(crate) fn first_byte(&self) -> u8 {
         0x30 | u8::from(self.dup) << 3 | self.qos.as_u8() << 1 | u8::from(self.retain)
     }

@@ -13,7 +13,9 @@ use std::task::{ready, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use fulmar_proto::{decode, encode, encode_publish, DecodeError, Packet, ProtocolVersion, Publish};
+use fulmar_proto::{
+    decode, encode, encode_publish_view, DecodeError, Packet, ProtocolVersion, PublishView,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Read headroom reserved before reading the rest of a partial packet, so a large packet
@@ -105,8 +107,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
     }
 
     /// Appends a PUBLISH to the write buffer.
-    pub fn queue_publish(&mut self, publish: &Publish, version: ProtocolVersion) {
-        if let Err(e) = encode_publish(publish, version, self.write_buffer()) {
+    pub fn queue_publish(&mut self, publish: PublishView<'_>, version: ProtocolVersion) {
+        if let Err(e) = encode_publish_view(publish, version, self.write_buffer()) {
             tracing::error!(error = %e, "cannot encode PUBLISH");
         }
     }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use fulmar_core::{Delivery, Event, Message, Outbound, ProtocolError, Session, SessionKey};
 use fulmar_proto::{
-    decode, Connect, DecodeError, Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubAck,
-    UnsubAck, Will,
+    decode, Connect, DecodeError, Packet, Properties, ProtocolVersion, PublishView, QoS,
+    ReasonCode, SubAck, UnsubAck, Will,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
@@ -315,11 +315,12 @@ impl Connection {
                     break;
                 }
             }
+            let version = self.version;
             for delivery in self.batch.drain(..) {
                 let stored = delivery.stored;
-                match self.session.deliver(delivery, now) {
-                    Outbound::Send(publish) => {
-                        io.queue_publish(&publish, self.version);
+                let queue = |publish: PublishView<'_>| io.queue_publish(publish, version);
+                match self.session.deliver_with(delivery, now, queue) {
+                    Outbound::Send(()) => {
                         sent += 1;
                         continue;
                     }
