@@ -187,3 +187,12 @@ class MqttClient:
             except OSError:
                 pass
         self.paho.loop_stop()
+
+
+def rss_kb(pid: int) -> int:
+    """The resident set size of process ``pid``, in KiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")

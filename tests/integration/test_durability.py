@@ -14,7 +14,7 @@ import mqtt_raw
 
 from conftest import fulmar_binary, free_port
 from durability_helpers import Restartable
-from helpers import WAIT, unique
+from helpers import WAIT, rss_kb, unique
 
 pytestmark = pytest.mark.fulmar_only
 
@@ -105,14 +105,6 @@ def test_corrupt_store_stops_the_broker_with_a_clear_message(tmp_path):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     assert r.returncode == 1, r.stderr
     assert "corrupt" in r.stderr and str(data) in r.stderr, r.stderr
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
 
 
 def test_offline_queue_is_kept_on_disk_not_in_memory(tmp_path, restartable, mqtt_client):

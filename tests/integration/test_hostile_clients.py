@@ -42,7 +42,7 @@ import time
 import pytest
 
 import mqtt_raw as raw
-from helpers import WAIT, unique
+from helpers import WAIT, rss_kb, unique
 
 pytestmark = pytest.mark.fulmar_only
 
@@ -65,14 +65,6 @@ MAX_BOUND = 2.0
 RSS_BOUND_KB = 100 * 1024
 CLOSE_BOUND = LIMITS["connect_timeout_secs"] + 3.0
 HUGE_REMAINING_LENGTH = b"\xff\xff\xff\x7f"  # 268,435,455: the largest a 4-byte varint can say
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
 
 
 def open_socket(broker, rcvbuf: int | None = None) -> socket.socket:
