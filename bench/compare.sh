@@ -113,8 +113,9 @@ $persist
 log_dest none
 CONF
       ;;
-    fulmar-disk-interval)
-      printf '[persistence]\nfsync = "interval"\n' >"$dir/fulmar.toml"
+    fulmar|fulmar-disk|fulmar-disk-interval) # outbound QoS 1/2 window as mosquitto's below (default 32)
+      printf '[limits]\nmax_inflight_messages = 1000\n' >"$dir/fulmar.toml"
+      if [[ $b == fulmar-disk-interval ]]; then printf '[persistence]\nfsync = "interval"\n' >>"$dir/fulmar.toml"; fi
       ;;
     rumqttd) # the shared bench config: accept delay 0, 20,000 connections; only the port changes
       sed "s/127.0.0.1:18831/127.0.0.1:$PORT/" /work/shared/peers/rumqttd/rumqttd-bench.toml >"$dir/rumqttd.toml" 2>/dev/null \
@@ -154,8 +155,8 @@ CONF
 }
 broker_cmd() { # $1 broker $2 dir
   case $1 in
-    fulmar) echo "$FULMAR serve --no-persistence --listen 127.0.0.1:$PORT" ;;
-    fulmar-disk) echo "$FULMAR serve --data-dir $2/data --listen 127.0.0.1:$PORT" ;;
+    fulmar) echo "$FULMAR serve --config $2/fulmar.toml --no-persistence --listen 127.0.0.1:$PORT" ;;
+    fulmar-disk) echo "$FULMAR serve --config $2/fulmar.toml --data-dir $2/data --listen 127.0.0.1:$PORT" ;;
     fulmar-disk-interval) echo "$FULMAR serve --config $2/fulmar.toml --data-dir $2/data --listen 127.0.0.1:$PORT" ;;
     mosquitto|mosquitto-disk) echo "$MOSQUITTO -c $2/mosquitto.conf" ;;
     rumqttd) echo "$RUMQTTD -q -c $2/rumqttd.toml" ;;
