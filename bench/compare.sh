@@ -51,7 +51,10 @@ scenario_args() {
     subs-10k) echo "subs -S 100 --filters 100 -P 10 -q 0" ;;
     subs-100k) echo "subs -S 100 --filters 1000 -P 10 -q 0" ;;
     conn-5k) echo "conn -c 5000" ;;
-    conn-19k) echo "conn -c 19000 --bind 127.0.0.2,127.0.0.3" ;;
+    # Two source addresses of their own per run (the run's port picks them): 19,000 closed
+    # connections leave as many ports in TIME_WAIT for a minute, which would slow or fail the
+    # next run's binds on the same addresses.
+    conn-19k) local n=$(( (PORT / 2) % 250 )); echo "conn -c 19000 --bind 127.2.$n.1,127.2.$n.2" ;;
     # Persistent-session subscribers (clean session 0): what a broker with persistence stores.
     pairs-q1-persist) echo "pairs -N 50 -q 1 --persistent" ;;
     fanout-q1-persist) echo "fanout -S 100 -q 1 --persistent" ;;
@@ -92,7 +95,7 @@ for b in $BROKERS; do
 done
 
 # ---- brokers: config + start; each prints its pid; fair settings recorded here ----
-PORT=18900
+PORT=${BASE_PORT:-18900}  # each run takes the next even port
 broker_config() { # $1 broker, $2 placement, $3 dir
   local b=$1 placement=$2 dir=$3 threads=1
   [[ $placement == unpinned ]] && threads=$(nproc)

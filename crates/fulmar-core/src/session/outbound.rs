@@ -228,8 +228,10 @@ fn outgoing_properties(delivery: &Delivery, version: ProtocolVersion, now: Insta
     }
     let message = &delivery.message;
     let mut properties = message.properties.clone();
-    // Written only when they differ: a write allocates the values of an empty block.
-    if properties.subscription_identifiers[..] != delivery.subscription_ids[..] {
+    // Written only when they differ: a write allocates the values of an empty block. The
+    // length test first: the common case (no identifiers either side) must not call bcmp.
+    let ids = &properties.subscription_identifiers;
+    if ids.len() != delivery.subscription_ids.len() || ids[..] != delivery.subscription_ids[..] {
         properties.subscription_identifiers = delivery.subscription_ids.to_vec();
     }
     let expiry = message.remaining_expiry_secs(now);
