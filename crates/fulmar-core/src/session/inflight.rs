@@ -1,5 +1,6 @@
 //! The outbound inflight window: QoS 1/2 PUBLISHes sent to the client and not yet completed.
 
+use super::id_set::IdSet;
 use std::collections::VecDeque;
 
 use fulmar_proto::PacketId;
@@ -49,6 +50,8 @@ pub struct InflightEntry {
 pub struct Inflight {
     entries: VecDeque<InflightEntry>,
     last_id: u16,
+    /// The ids in `entries` (see [`IdSet`]'s invariant).
+    ids: IdSet,
 }
 
 impl Inflight {
@@ -74,15 +77,21 @@ impl Inflight {
             delivery: Some(delivery),
             state,
         });
+        let open = self.entries.iter().map(|e| e.packet_id.get());
+        self.ids.insert(packet_id.get(), self.entries.len(), open);
     }
 
     /// Rebuilds the window from restored exchanges, in send order; ids continue after the
     /// last one so a fresh id never collides with a restored one.
     pub fn restore(entries: Vec<InflightEntry>) -> Self {
         let last_id = entries.last().map_or(0, |e| e.packet_id.get());
+        let entries: VecDeque<InflightEntry> = entries.into();
+        let mut ids = IdSet::default();
+        ids.rebuild(entries.len(), entries.iter().map(|e| e.packet_id.get()));
         Inflight {
-            entries: entries.into(),
+            entries,
             last_id,
+            ids,
         }
     }
 
@@ -100,7 +109,8 @@ impl Inflight {
     }
 
     fn contains(&self, packet_id: PacketId) -> bool {
-        self.entries.iter().any(|e| e.packet_id == packet_id)
+        let open = self.entries.iter().map(|e| e.packet_id.get());
+        self.ids.contains(packet_id.get(), open)
     }
 
     fn position(&self, packet_id: PacketId, state: OutboundState) -> Option<usize> {
@@ -112,7 +122,9 @@ impl Inflight {
     /// Completes the exchange `packet_id` if it is in `state`; returns it if it was.
     pub fn complete(&mut self, packet_id: PacketId, state: OutboundState) -> Option<InflightEntry> {
         let index = self.position(packet_id, state)?;
-        self.entries.remove(index)
+        let entry = self.entries.remove(index)?;
+        self.ids.remove(packet_id.get(), self.entries.len());
+        Some(entry)
     }
 
     /// PUBREC for `packet_id`: the exchange moves on to awaiting PUBCOMP and the message is
@@ -149,12 +161,15 @@ impl Inflight {
             }
             keep
         });
+        let open = self.entries.iter().map(|e| e.packet_id.get());
+        self.ids.rebuild(self.entries.len(), open);
         dropped
     }
 
     /// Removes every exchange, returning the messages that were never acknowledged (those
     /// past PUBREC are the client's already and are not returned).
     pub fn take_unacknowledged(&mut self) -> Vec<Delivery> {
+        self.ids.clear();
         self.entries.drain(..).filter_map(|e| e.delivery).collect()
     }
 
@@ -173,6 +188,7 @@ mod tests {
         let mut inflight = Inflight {
             entries: VecDeque::new(),
             last_id: u16::MAX - 1,
+            ids: IdSet::default(),
         };
         let dummy = || {
             let message = crate::message::Message {
@@ -207,5 +223,61 @@ mod tests {
         assert!(inflight
             .complete(a, OutboundState::AwaitingPubAck)
             .is_none());
+    }
+
+    /// Random opens and out-of-order completions with windows up to 300 (past the bitmap
+    /// threshold and back, across the id wrap): every new id is one no open exchange uses.
+    #[test]
+    fn fresh_ids_never_collide_with_open_ones_in_large_windows() {
+        let message = std::sync::Arc::new(crate::message::Message {
+            topic: fulmar_proto::TopicName::new("t").unwrap(),
+            payload: bytes::Bytes::new(),
+            qos: fulmar_proto::QoS::AtLeastOnce,
+            retain: false,
+            properties: fulmar_proto::Properties::default(),
+            origin: None,
+            expires_at: None,
+        });
+        let mut inflight = Inflight::default();
+        let mut open: Vec<PacketId> = Vec::new();
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        };
+        for step in 0..200_000u32 {
+            let target = if (step / 20_000) % 2 == 0 { 300 } else { 10 };
+            if open.len() < target && next() % 3 != 0 {
+                let id = inflight.next_id();
+                assert!(!open.contains(&id), "step {step}: id {id:?} is open");
+                let delivery = Delivery::new(
+                    std::sync::Arc::clone(&message),
+                    fulmar_proto::QoS::AtLeastOnce,
+                    false,
+                );
+                inflight.start(id, delivery, OutboundState::AwaitingPubAck);
+                open.push(id);
+            } else if !open.is_empty() {
+                // Mostly in order, sometimes from the middle.
+                let at = if next() % 4 == 0 {
+                    next() as usize % open.len()
+                } else {
+                    0
+                };
+                let id = open.remove(at);
+                assert!(inflight
+                    .complete(id, OutboundState::AwaitingPubAck)
+                    .is_some());
+            }
+            assert_eq!(inflight.len(), open.len());
+        }
+        let restored = Inflight::restore(inflight.entries.drain(..).collect());
+        let mut restored = restored;
+        for _ in 0..1000 {
+            let id = restored.next_id();
+            assert!(!open.contains(&id));
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! A session outlives its connection when it is persistent: [`Session::attach`] binds it to
 //! a new connection and queues the redelivery of every open exchange.
 
+mod id_set;
 mod inbound;
 mod inflight;
 mod outbound;
