@@ -249,13 +249,38 @@ fn bounds<'k>(lo: &'k [u8], hi: Option<&'k [u8]>) -> (Bound<&'k [u8]>, Bound<&'k
     )
 }
 
+/// `get` of [`ReadTables`] on one redb table, read-only or inside a write transaction.
+fn get_in(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let got = table.get(key).map_err(engine)?;
+    Ok(got.map(|v| v.value().to_vec()))
+}
+
+/// `scan` of [`ReadTables`] on one redb table (see [`get_in`]).
+fn scan_in(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    lo: &[u8],
+    hi: Option<&[u8]>,
+    visit: Visit<'_>,
+) -> Result<(), StoreError> {
+    if hi.is_some_and(|hi| hi <= lo) {
+        return Ok(());
+    }
+    for entry in table.range::<&[u8]>(bounds(lo, hi)).map_err(engine)? {
+        let (k, v) = entry.map_err(engine)?;
+        visit(k.value(), v.value())?;
+    }
+    Ok(())
+}
+
 /// All tables of one write transaction.
 struct RedbWrite<'txn>(Vec<redb::Table<'txn, &'static [u8], &'static [u8]>>);
 
 impl ReadTables for RedbWrite<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let got = self.0[table.index()].get(key).map_err(engine)?;
-        Ok(got.map(|v| v.value().to_vec()))
+        get_in(&self.0[table.index()], key)
     }
 
     fn scan(
@@ -265,17 +290,7 @@ impl ReadTables for RedbWrite<'_> {
         hi: Option<&[u8]>,
         visit: Visit<'_>,
     ) -> Result<(), StoreError> {
-        if hi.is_some_and(|hi| hi <= lo) {
-            return Ok(());
-        }
-        for entry in self.0[table.index()]
-            .range::<&[u8]>(bounds(lo, hi))
-            .map_err(engine)?
-        {
-            let (k, v) = entry.map_err(engine)?;
-            visit(k.value(), v.value())?;
-        }
-        Ok(())
+        scan_in(&self.0[table.index()], lo, hi, visit)
     }
 }
 
@@ -306,8 +321,7 @@ impl RedbRead {
 
 impl ReadTables for RedbRead {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let got = self.0[table.index()].get(key).map_err(engine)?;
-        Ok(got.map(|v| v.value().to_vec()))
+        get_in(&self.0[table.index()], key)
     }
 
     fn scan(
@@ -317,17 +331,7 @@ impl ReadTables for RedbRead {
         hi: Option<&[u8]>,
         visit: Visit<'_>,
     ) -> Result<(), StoreError> {
-        if hi.is_some_and(|hi| hi <= lo) {
-            return Ok(());
-        }
-        for entry in self.0[table.index()]
-            .range::<&[u8]>(bounds(lo, hi))
-            .map_err(engine)?
-        {
-            let (k, v) = entry.map_err(engine)?;
-            visit(k.value(), v.value())?;
-        }
-        Ok(())
+        scan_in(&self.0[table.index()], lo, hi, visit)
     }
 }
 

@@ -183,6 +183,23 @@ impl Inflight {
 mod tests {
     use super::*;
 
+    fn qos1_delivery() -> Delivery {
+        let message = crate::message::Message {
+            topic: fulmar_proto::TopicName::new("t").unwrap(),
+            payload: bytes::Bytes::new(),
+            qos: fulmar_proto::QoS::AtLeastOnce,
+            retain: false,
+            properties: fulmar_proto::Properties::default(),
+            origin: None,
+            expires_at: None,
+        };
+        Delivery::new(
+            std::sync::Arc::new(message),
+            fulmar_proto::QoS::AtLeastOnce,
+            false,
+        )
+    }
+
     #[test]
     fn ids_skip_those_in_flight_and_wrap_past_zero() {
         let mut inflight = Inflight {
@@ -190,22 +207,7 @@ mod tests {
             last_id: u16::MAX - 1,
             ids: IdSet::default(),
         };
-        let dummy = || {
-            let message = crate::message::Message {
-                topic: fulmar_proto::TopicName::new("t").unwrap(),
-                payload: bytes::Bytes::new(),
-                qos: fulmar_proto::QoS::AtLeastOnce,
-                retain: false,
-                properties: fulmar_proto::Properties::default(),
-                origin: None,
-                expires_at: None,
-            };
-            Delivery::new(
-                std::sync::Arc::new(message),
-                fulmar_proto::QoS::AtLeastOnce,
-                false,
-            )
-        };
+        let dummy = qos1_delivery;
         let start = |inflight: &mut Inflight| {
             let id = inflight.next_id();
             inflight.start(id, dummy(), OutboundState::AwaitingPubAck);
@@ -229,15 +231,6 @@ mod tests {
     /// threshold and back, across the id wrap): every new id is one no open exchange uses.
     #[test]
     fn fresh_ids_never_collide_with_open_ones_in_large_windows() {
-        let message = std::sync::Arc::new(crate::message::Message {
-            topic: fulmar_proto::TopicName::new("t").unwrap(),
-            payload: bytes::Bytes::new(),
-            qos: fulmar_proto::QoS::AtLeastOnce,
-            retain: false,
-            properties: fulmar_proto::Properties::default(),
-            origin: None,
-            expires_at: None,
-        });
         let mut inflight = Inflight::default();
         let mut open: Vec<PacketId> = Vec::new();
         let mut state = 0x9e37_79b9_u32;
@@ -252,12 +245,7 @@ mod tests {
             if open.len() < target && next() % 3 != 0 {
                 let id = inflight.next_id();
                 assert!(!open.contains(&id), "step {step}: id {id:?} is open");
-                let delivery = Delivery::new(
-                    std::sync::Arc::clone(&message),
-                    fulmar_proto::QoS::AtLeastOnce,
-                    false,
-                );
-                inflight.start(id, delivery, OutboundState::AwaitingPubAck);
+                inflight.start(id, qos1_delivery(), OutboundState::AwaitingPubAck);
                 open.push(id);
             } else if !open.is_empty() {
                 // Mostly in order, sometimes from the middle.
