@@ -2,9 +2,9 @@
 //!
 //! An idle connection holds no buffer: most of a broker's connections are idle most of the
 //! time, and two 16 KiB buffers each cost 20 times what the rest of the connection does.
-//! A read into an empty read buffer goes to a per-thread scratch buffer first and keeps only
-//! the bytes that came; a buffer left empty is released before the connection waits again
-//! (see [`Io::release_empty`]).
+//! A read into an empty read buffer goes to a per-thread slab first and keeps only the bytes
+//! that came; a buffer left empty is released before the connection waits again (see
+//! [`Io::release_empty`]).
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -18,20 +18,29 @@ use fulmar_proto::{
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::write_queue::WriteQueue;
+
 /// Read headroom reserved before reading the rest of a partial packet, so a large packet
 /// arrives in few reads.
 const READ_CHUNK: usize = 16 * 1024;
-/// The per-thread scratch buffer that reads into an empty read buffer land in: as large as
-/// a busy publisher's pipelined packets in one syscall should be.
-const SCRATCH: usize = 64 * 1024;
-/// Capacity given to an empty write buffer when the first packet of a batch is queued, so a
-/// batch of deliveries grows it rarely.
-const WRITE_CHUNK: usize = 16 * 1024;
+/// The per-thread slab that reads into an empty read buffer land in: as large as a busy
+/// publisher's pipelined packets in one syscall should be.
+const SLAB: usize = 64 * 1024;
+/// A slab with less room left than this is replaced before the next read (a shorter read
+/// only means one more syscall).
+const SLAB_MIN_ROOM: usize = 16 * 1024;
+/// Reads at least this large keep their bytes where they landed in the slab (the read
+/// buffer and the payloads decoded from it share the slab's allocation); smaller ones are
+/// copied out, so a small message, retained or queued for long, never pins a whole slab.
+const ZERO_COPY_READ: usize = 4 * 1024;
+/// Size hint for a packet other than PUBLISH (acks are 2-4 bytes, CONNACK and SUBACK small).
+const SMALL_PACKET: usize = 64;
 
 thread_local! {
-    /// Shared by all connections a worker thread polls: a read into it is copied out within
-    /// the same poll, so it never holds a connection's bytes across an `.await`.
-    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH].into_boxed_slice());
+    /// Spare capacity not yet handed out, shared by all connections a worker thread polls;
+    /// always empty between reads. Every read's bytes leave it within the same poll (split
+    /// off or copied), so it never holds a connection's bytes across an `.await`.
+    static READ_SLAB: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 /// The two halves of a connection's stream and their buffers.
@@ -44,7 +53,7 @@ pub struct Io<R, W> {
     pub(crate) reader: R,
     pub(crate) writer: W,
     pub(crate) rbuf: BytesMut,
-    pub(crate) wbuf: BytesMut,
+    pub(crate) wbuf: WriteQueue,
 }
 
 /// Why reading the CONNECT packet failed.
@@ -63,7 +72,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
             reader,
             writer,
             rbuf: BytesMut::new(),
-            wbuf: BytesMut::new(),
+            wbuf: WriteQueue::default(),
         }
     }
 
@@ -74,9 +83,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             self.rbuf = BytesMut::new();
         }
-        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
-            self.wbuf = BytesMut::new();
-        }
+        self.wbuf.release_empty();
     }
 
     /// Reads until one whole packet is buffered and decodes it.
@@ -101,24 +108,24 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
     /// Appends a packet to the write buffer. An encoding failure (a packet the codec cannot
     /// represent, which the broker never builds from valid input) is logged and skipped.
     pub fn queue(&mut self, packet: &Packet, version: ProtocolVersion) {
-        if let Err(e) = encode(packet, version, self.write_buffer()) {
+        let hint = match packet {
+            Packet::Publish(publish) => publish_size_hint(publish.view()),
+            _ => SMALL_PACKET,
+        };
+        if let Err(e) = self.wbuf.append(hint, |buf| encode(packet, version, buf)) {
             tracing::error!(packet = packet.kind_name(), error = %e, "cannot encode packet");
         }
     }
 
     /// Appends a PUBLISH to the write buffer.
     pub fn queue_publish(&mut self, publish: PublishView<'_>, version: ProtocolVersion) {
-        if let Err(e) = encode_publish_view(publish, version, self.write_buffer()) {
+        let hint = publish_size_hint(publish);
+        let encoded = self
+            .wbuf
+            .append(hint, |buf| encode_publish_view(publish, version, buf));
+        if let Err(e) = encoded {
             tracing::error!(error = %e, "cannot encode PUBLISH");
         }
-    }
-
-    /// The write buffer, with room for a batch when it has no allocation.
-    fn write_buffer(&mut self) -> &mut BytesMut {
-        if self.wbuf.capacity() == 0 {
-            self.wbuf.reserve(WRITE_CHUNK);
-        }
-        &mut self.wbuf
     }
 
     /// Writes out whatever is buffered, giving up after `limit` (used when closing, so a
@@ -126,7 +133,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
     pub async fn flush_within(&mut self, limit: Duration) {
         let write = async {
             while !self.wbuf.is_empty() {
-                match self.writer.write_buf(&mut self.wbuf).await {
+                match self.wbuf.write_some(&mut self.writer).await {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
@@ -142,10 +149,18 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
     }
 }
 
+/// About the encoded size of a PUBLISH, without measuring its properties: fixed header,
+/// topic, packet id and payload, plus room for small properties.
+fn publish_size_hint(publish: PublishView<'_>) -> usize {
+    let properties = if publish.properties.is_empty() { 0 } else { 64 };
+    8 + publish.topic.as_str().len() + publish.payload.len() + properties
+}
+
 /// Reads once from `reader` into `rbuf`, like `read_buf`, but without keeping a read buffer
-/// for a connection that has nothing buffered: such a read lands in the thread's scratch
-/// buffer and only the bytes read are copied into `rbuf`. With a partial packet buffered
-/// the read goes straight into `rbuf`. Cancel-safe: bytes are in `rbuf` once it returns.
+/// for a connection that has nothing buffered: such a read lands in the thread's slab, and
+/// `rbuf` becomes exactly the bytes read (split off the slab when the read was large, a
+/// copy when it was small). With a partial packet buffered the read goes straight into
+/// `rbuf`. Cancel-safe: bytes are in `rbuf` once it returns.
 pub(crate) async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
     rbuf: &mut BytesMut,
@@ -157,14 +172,28 @@ pub(crate) async fn read_some<R: AsyncRead + Unpin>(
         return reader.read_buf(rbuf).await;
     }
     poll_fn(|cx| {
-        READ_SCRATCH.with_borrow_mut(|scratch| {
-            let mut buf = ReadBuf::new(scratch);
+        READ_SLAB.with_borrow_mut(|slab| {
+            debug_assert!(slab.is_empty());
+            if slab.capacity() < SLAB_MIN_ROOM {
+                // The old slab lives on only in the reads split off it.
+                *slab = BytesMut::with_capacity(SLAB);
+            }
+            let mut buf = ReadBuf::uninit(slab.spare_capacity_mut());
             ready!(Pin::new(&mut *reader).poll_read(cx, &mut buf))?;
-            let read = buf.filled();
-            // A fresh allocation of exactly what came: whatever `rbuf` still pointed into
-            // (the tail of a split-off allocation) is not kept alive by it.
-            *rbuf = BytesMut::from(read);
-            Poll::Ready(Ok(read.len()))
+            let read = buf.filled().len();
+            // SAFETY: `ReadBuf` hands out as filled only bytes that were written, and they
+            // are the first `read` bytes of the slab's spare capacity.
+            unsafe { slab.set_len(read) };
+            // Either way `rbuf` no longer points into whatever it held before (the tail of
+            // an earlier allocation), so that is not kept alive by it.
+            *rbuf = if read >= ZERO_COPY_READ {
+                slab.split_to(read)
+            } else {
+                let copy = BytesMut::from(&slab[..]);
+                slab.clear();
+                copy
+            };
+            Poll::Ready(Ok(read))
         })
     })
     .await
@@ -184,7 +213,11 @@ mod tests {
         client.write_all(&[0xC0, 0x00, 0xC0]).await.unwrap();
         let n = read_some(&mut io.reader, &mut io.rbuf).await.unwrap();
         assert_eq!(n, 3);
-        assert_eq!(io.rbuf.capacity(), 3);
+        assert_eq!(
+            io.rbuf.capacity(),
+            3,
+            "a small read is copied out of the slab"
+        );
         let ping = io.read_packet(ProtocolVersion::V3_1_1, 1024).await.unwrap();
         assert_eq!(ping, Packet::PingReq);
         // The rest of a partial packet is read into the buffer itself.
@@ -196,15 +229,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_large_read_keeps_its_bytes_in_the_slab() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (reader, writer) = tokio::io::split(server);
+        let mut io = Io::new(reader, writer);
+        let publish = [&[0x30, 0x81, 0x40, 0x00, 0x01, b't'][..], &[7; 8190]].concat();
+        client.write_all(&publish).await.unwrap();
+        let n = read_some(&mut io.reader, &mut io.rbuf).await.unwrap();
+        assert_eq!(n, publish.len());
+        let address = io.rbuf.as_ptr();
+        assert!(
+            READ_SLAB.with_borrow(|slab| slab.as_ptr()) == address.wrapping_add(n),
+            "the read was split off the slab, not copied"
+        );
+        let packet = io
+            .read_packet(ProtocolVersion::V3_1_1, 1 << 20)
+            .await
+            .unwrap();
+        let Packet::Publish(publish) = packet else {
+            panic!("not a PUBLISH: {packet:?}");
+        };
+        assert_eq!(publish.payload.len(), 8190);
+        assert!(publish.payload.iter().all(|&b| b == 7));
+    }
+
+    #[tokio::test]
     async fn the_write_buffer_is_released_once_written() {
         let (_client, server) = tokio::io::duplex(1024);
         let (reader, writer) = tokio::io::split(server);
         let mut io = Io::new(reader, writer);
         io.queue(&Packet::PingResp, ProtocolVersion::V3_1_1);
         io.release_empty();
-        assert_eq!(&io.wbuf[..], &[0xD0, 0x00], "unwritten bytes stay");
+        assert_eq!(io.wbuf.to_vec(), [0xD0, 0x00], "unwritten bytes stay");
         io.flush_within(Duration::from_secs(5)).await;
         io.release_empty();
-        assert_eq!(io.wbuf.capacity(), 0);
+        assert!(!io.wbuf.is_allocated());
     }
 }

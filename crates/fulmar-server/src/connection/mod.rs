@@ -14,6 +14,7 @@ mod hold;
 mod io;
 mod spill;
 mod store;
+mod write_queue;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -260,7 +261,7 @@ impl Connection {
                     }
                     self.write_gate = None;
                 }
-                written = io.writer.write_buf(&mut io.wbuf), if !io.wbuf.is_empty() && !gated => {
+                written = io.wbuf.write_some(&mut io.writer), if !io.wbuf.is_empty() && !gated => {
                     if matches!(written, Ok(0) | Err(_)) {
                         return Exit::Closed;
                     }
