@@ -188,6 +188,17 @@ impl Outbox {
                 || self.bytes * 8 >= self.limits.max_bytes * 3)
     }
 
+    /// Whether publishers held for this queue may resume: it is offline, or back at half its
+    /// congestion mark (three sixteenths of each limit). The gap between the two marks is
+    /// hysteresis: a subscriber that is the bottleneck keeps its queue near the mark, and
+    /// releasing there would wake every held publisher for each message sent; releasing at
+    /// half lets each of them send a burst per hold instead.
+    pub fn is_relieved(&self) -> bool {
+        !self.online
+            || (self.queue.len() * 16 <= self.limits.max_messages * 3
+                && self.bytes * 16 <= self.limits.max_bytes * 3)
+    }
+
     /// Moves deliveries from the front into `out`, in order, at most `max` of them, and at most
     /// `window` of QoS 1/2 (the session's free inflight slots). Stops at the first QoS 1/2
     /// delivery that does not fit, so order is kept [MQTT-4.6.0-6], and at the first spilled
@@ -410,6 +421,32 @@ mod tests {
             !outbox.is_congested(),
             "nobody drains an offline queue: never hold publishers for it"
         );
+    }
+
+    #[test]
+    fn held_publishers_resume_at_half_the_congestion_mark() {
+        let limits = QueueLimits {
+            max_messages: 32,
+            max_bytes: 1 << 20,
+        };
+        let mut outbox = Outbox::new(limits);
+        for _ in 0..12 {
+            outbox.push(delivery(QoS::AtLeastOnce, 1));
+        }
+        assert!(outbox.is_congested(), "12 of 32 is three eighths");
+        let mut out = Vec::new();
+        outbox.pop_batch(usize::MAX, 1, &mut out);
+        assert!(
+            !outbox.is_congested() && !outbox.is_relieved(),
+            "11 of 32: between the marks"
+        );
+        outbox.pop_batch(usize::MAX, 5, &mut out);
+        assert!(outbox.is_relieved(), "6 of 32 is three sixteenths");
+        for _ in 0..10 {
+            outbox.push(delivery(QoS::AtLeastOnce, 1));
+        }
+        outbox.set_online(false);
+        assert!(outbox.is_relieved(), "an offline queue never holds anyone");
     }
 
     #[test]

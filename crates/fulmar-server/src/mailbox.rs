@@ -18,12 +18,12 @@ pub struct Mailbox {
     outbox: Mutex<Outbox>,
     notify: Notify,
     /// Set when a push found the queue congested; cleared (and `drained` notified) by the
-    /// consumer once it is below the mark again.
+    /// consumer once it is relieved.
     congested: AtomicBool,
     drained: Notify,
     /// A hold for this queue expired: publishers are not held for it until it drains.
     stalled: AtomicBool,
-    /// Times the queue went from congested to below the mark (see `connection::hold`).
+    /// Times the queue went from congested to relieved (see `connection::hold`).
     drains: AtomicU64,
     /// The stored session behind this mailbox, for a persistent session when persistence is
     /// on: QoS 1/2 deliveries to it are queued in the store too.
@@ -83,14 +83,34 @@ impl Mailbox {
     }
 
     /// Called by the consumer after taking from the queue: wakes held-back publishers once
-    /// the queue is below the congestion mark again.
+    /// the queue is relieved (see [`Outbox::is_relieved`]).
     pub fn after_drain(&self) {
-        if self.congested.load(Ordering::Acquire) && !self.with(|outbox| outbox.is_congested()) {
-            self.congested.store(false, Ordering::Release);
-            self.stalled.store(false, Ordering::Release);
-            self.drains.fetch_add(1, Ordering::AcqRel);
-            self.drained.notify_waiters();
+        if self.congested.load(Ordering::Acquire) && self.with(|outbox| outbox.is_relieved()) {
+            self.relieve();
         }
+    }
+
+    /// Called when the session goes offline: nobody drains the queue any more, so nobody may
+    /// be held for it.
+    pub fn after_offline(&self) {
+        if self.congested.load(Ordering::Acquire) {
+            self.relieve();
+        }
+    }
+
+    fn relieve(&self) {
+        self.congested.store(false, Ordering::Release);
+        self.stalled.store(false, Ordering::Release);
+        self.drains.fetch_add(1, Ordering::AcqRel);
+        self.drained.notify_waiters();
+    }
+
+    /// Whether publishers must still be held for this queue: a push found it congested and
+    /// the consumer has not seen it relieved since. The flag, not the queue's length, decides,
+    /// so that every holder is released by the one `drained` notification that clears it
+    /// (between the two marks the length alone says neither).
+    pub fn holds_publishers(&self) -> bool {
+        self.congested.load(Ordering::Acquire)
     }
 
     /// How many times the queue drained below its congestion mark so far.
@@ -105,13 +125,13 @@ impl Mailbox {
         }
     }
 
-    /// Waits until the queue is not congested.
-    pub async fn uncongested(&self) {
+    /// Waits until publishers are no longer held for this queue (see [`Self::holds_publishers`]).
+    pub async fn relieved(&self) {
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            if !self.with(|outbox| outbox.is_congested()) {
+            if !self.holds_publishers() {
                 return;
             }
             drained.await;

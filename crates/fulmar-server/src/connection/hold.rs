@@ -136,8 +136,8 @@ impl PublisherHold {
         !self.waiting_on.is_empty() || !self.replies.is_empty()
     }
 
-    /// Resolves when the first awaited queue is no longer congested, the hold expires, or
-    /// the first pending commit finishes.
+    /// Resolves when the first awaited queue is relieved (see `Outbox::is_relieved`), the
+    /// hold expires, or the first pending commit finishes.
     pub async fn wait(&mut self) -> Woke {
         let deadline = self.waiting_on.iter().map(|a| a.until).min();
         let congested = self.waiting_on.first().map(|a| Arc::clone(&a.mailbox));
@@ -145,7 +145,7 @@ impl PublisherHold {
         let drained = async {
             match (congested, deadline) {
                 (Some(mailbox), Some(deadline)) => tokio::select! {
-                    _ = mailbox.uncongested() => {}
+                    _ = mailbox.relieved() => {}
                     _ = tokio::time::sleep_until(deadline.into()) => {}
                 },
                 _ => std::future::pending().await,
@@ -181,15 +181,15 @@ impl PublisherHold {
     }
 
     /// Releases the held replies that may go (in order): all of them up to the first one
-    /// still waiting for its commit, once no awaited queue is congested any more. A queue
-    /// still congested when its time is up is marked stalled and no longer awaited, so no
+    /// still waiting for its commit, once every awaited queue is relieved. A queue not
+    /// relieved when its time is up is marked stalled and no longer awaited, so no
     /// publisher is held for it again until it drains (a stuck subscriber costs its
     /// publishers one hold, not one per message). Returns whether a queue's time ran out.
     pub fn release_ready(&mut self, session: &mut Session, now: Instant) -> bool {
         let max_hold = self.max_hold;
         let mut expired = false;
         self.waiting_on.retain_mut(|awaited| {
-            if !awaited.mailbox.with(|outbox| outbox.is_congested()) {
+            if !awaited.mailbox.holds_publishers() {
                 return false;
             }
             if now < awaited.until {
