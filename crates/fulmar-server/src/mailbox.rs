@@ -153,3 +153,73 @@ impl Mailbox {
         self.notify.notified().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use fulmar_core::Message;
+    use fulmar_proto::{Properties, QoS, TopicName};
+
+    use super::*;
+
+    fn delivery() -> Delivery {
+        let message = Message {
+            topic: TopicName::new("t").unwrap(),
+            payload: Bytes::from_static(b"x"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::default(),
+            origin: None,
+            expires_at: None,
+        };
+        Delivery::new(Arc::new(message), QoS::AtLeastOnce, false)
+    }
+
+    fn drain(mailbox: &Mailbox, count: usize) {
+        let mut out = Vec::new();
+        mailbox.with(|outbox| outbox.pop_batch(usize::MAX, count, &mut out));
+        mailbox.after_drain();
+    }
+
+    #[test]
+    fn publishers_stay_held_until_the_queue_is_at_half_the_mark() {
+        let limits = QueueLimits {
+            max_messages: 32,
+            max_bytes: 1 << 20,
+        };
+        let mailbox = Mailbox::new("sub".into(), limits);
+        for _ in 0..11 {
+            assert!(!mailbox.push(delivery()).congested);
+        }
+        assert!(mailbox.push(delivery()).congested, "12 of 32: the mark");
+        assert!(mailbox.holds_publishers());
+        drain(&mailbox, 5);
+        assert!(
+            mailbox.holds_publishers(),
+            "7 of 32: below the mark, not relieved"
+        );
+        assert!(
+            !mailbox.push(delivery()).congested,
+            "8 of 32 holds no new publisher"
+        );
+        assert_eq!(mailbox.drains(), 0);
+        drain(&mailbox, 2);
+        assert!(!mailbox.holds_publishers(), "6 of 32 is three sixteenths");
+        assert_eq!(mailbox.drains(), 1);
+    }
+
+    #[test]
+    fn going_offline_releases_held_publishers() {
+        let limits = QueueLimits {
+            max_messages: 8,
+            max_bytes: 1 << 20,
+        };
+        let mailbox = Mailbox::new("sub".into(), limits);
+        while !mailbox.push(delivery()).congested {}
+        mailbox.with(|outbox| outbox.set_online(false));
+        mailbox.after_offline();
+        assert!(!mailbox.holds_publishers());
+    }
+}
