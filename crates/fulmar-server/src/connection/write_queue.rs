@@ -9,18 +9,24 @@
 //! reused for the next packets.
 //!
 //! # Invariants
-//! Chunks hold whole encoded packets, in order; `len` is the sum of their lengths; only the
-//! last chunk is appended to, and no chunk in `chunks` is empty.
+//! Chunks hold whole encoded packets, in order: `front`, then `more`. `len` is the sum of
+//! their lengths minus `written`, the bytes of `front` already written (`written <
+//! front.len()`, or both are 0). Only the last chunk is appended to. `more` is empty unless
+//! `front` holds bytes, and no chunk in `more` is empty. Chunks are never advanced, so a
+//! drained one keeps its whole capacity for reuse.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWrite;
 
-/// Capacity of a chunk; a packet larger than this gets a chunk of its own size.
+/// Capacity of the first chunk of a batch: most batches are a few small packets.
+pub const FIRST_CHUNK: usize = 16 * 1024;
+/// Capacity of the chunks after the first; a packet larger than this gets a chunk of its own
+/// size.
 pub const CHUNK: usize = 64 * 1024;
 /// Chunks handed to one vectored write.
 const MAX_SLICES: usize = 16;
@@ -28,10 +34,14 @@ const MAX_SLICES: usize = 16;
 /// The write side's queue of encoded packets.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
-    chunks: VecDeque<BytesMut>,
+    /// The chunk being written; inline, so a batch that fits one chunk allocates only it.
+    front: BytesMut,
+    /// Bytes at the start of `front` already written.
+    written: usize,
+    more: VecDeque<BytesMut>,
     len: usize,
     /// A drained chunk kept for the next packets, so a busy connection allocates none; freed
-    /// by [`WriteQueue::release_spare`] before the connection waits idle.
+    /// by [`WriteQueue::release_empty`] before the connection waits idle.
     spare: Option<BytesMut>,
 }
 
@@ -50,24 +60,42 @@ impl WriteQueue {
     /// `size_hint` is about its encoded size (a low hint only costs a reallocation of the
     /// last chunk). Whatever `encode` wrote counts, even if it then failed.
     pub fn append<T>(&mut self, size_hint: usize, encode: impl FnOnce(&mut BytesMut) -> T) -> T {
-        let room = self.chunks.back().map_or(0, |c| c.capacity() - c.len());
-        if room < size_hint || self.chunks.is_empty() {
-            let chunk = match self.spare.take() {
-                Some(spare) if spare.capacity() >= size_hint => spare,
-                _ => BytesMut::with_capacity(size_hint.max(CHUNK)),
-            };
-            self.chunks.push_back(chunk);
-        }
-        let Some(last) = self.chunks.back_mut() else {
-            unreachable!("a chunk was just pushed when there was none");
+        let last = match self.more.back_mut() {
+            None if self.front.capacity() - self.front.len() >= size_hint => &mut self.front,
+            _ => self.last_with_room(size_hint),
         };
         let before = last.len();
         let result = encode(last);
-        self.len += last.len() - before;
-        if last.is_empty() {
-            self.chunks.pop_back();
+        let added = last.len() - before;
+        self.len += added;
+        if added == 0 && self.more.back().is_some_and(|c| c.is_empty()) {
+            self.more.pop_back();
         }
         result
+    }
+
+    /// The chunk to append a packet of about `size_hint` bytes to, started if need be.
+    fn last_with_room(&mut self, size_hint: usize) -> &mut BytesMut {
+        if self.front.is_empty() {
+            if self.front.capacity() < size_hint {
+                self.front = self.new_chunk(size_hint, FIRST_CHUNK);
+            }
+            return &mut self.front;
+        }
+        let last = self.more.back().unwrap_or(&self.front);
+        if last.capacity() - last.len() < size_hint {
+            let chunk = self.new_chunk(size_hint, CHUNK);
+            self.more.push_back(chunk);
+        }
+        self.more.back_mut().unwrap_or(&mut self.front)
+    }
+
+    /// The spare chunk if it has room for `size_hint`, or a new one of at least `capacity`.
+    fn new_chunk(&mut self, size_hint: usize, capacity: usize) -> BytesMut {
+        match self.spare.take() {
+            Some(spare) if spare.capacity() >= size_hint => spare,
+            _ => BytesMut::with_capacity(size_hint.max(capacity)),
+        }
     }
 
     /// Writes from the front chunks once (vectored when the writer is), and drops what was
@@ -77,19 +105,19 @@ impl WriteQueue {
         writer: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<usize>> {
-        let written = if writer.is_write_vectored() && self.chunks.len() > 1 {
+        let written = if writer.is_write_vectored() && !self.more.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let mut count = 0;
-            for (slot, chunk) in slices.iter_mut().zip(&self.chunks) {
+            slices[0] = IoSlice::new(&self.front[self.written..]);
+            let mut count = 1;
+            for (slot, chunk) in slices[1..].iter_mut().zip(&self.more) {
                 *slot = IoSlice::new(chunk);
                 count += 1;
             }
             std::task::ready!(Pin::new(writer).poll_write_vectored(cx, &slices[..count]))?
+        } else if self.front.is_empty() {
+            0
         } else {
-            match self.chunks.front() {
-                Some(front) => std::task::ready!(Pin::new(writer).poll_write(cx, front))?,
-                None => 0,
-            }
+            std::task::ready!(Pin::new(writer).poll_write(cx, &self.front[self.written..]))?
         };
         self.consume(written);
         Poll::Ready(Ok(written))
@@ -107,23 +135,25 @@ impl WriteQueue {
     fn consume(&mut self, mut written: usize) {
         debug_assert!(written <= self.len);
         self.len -= written.min(self.len);
-        while written > 0 {
-            let Some(front) = self.chunks.front_mut() else {
-                return;
-            };
-            if written < front.len() {
-                front.advance(written);
+        while written > 0 && !self.front.is_empty() {
+            let unwritten = self.front.len() - self.written;
+            if written < unwritten {
+                self.written += written;
                 return;
             }
-            written -= front.len();
-            if let Some(mut drained) = self.chunks.pop_front() {
-                // Empty and never shared, so `reserve` reclaims the advanced-over prefix
-                // without allocating. A chunk grown for one huge packet is not kept.
+            written -= unwritten;
+            self.written = 0;
+            let next = self.more.pop_front().unwrap_or_default();
+            let mut drained = std::mem::replace(&mut self.front, next);
+            // A chunk grown for one huge packet is not kept.
+            if drained.capacity() <= 4 * CHUNK {
                 drained.clear();
-                drained.reserve(CHUNK);
-                if drained.capacity() <= 4 * CHUNK {
-                    self.spare = Some(drained);
-                }
+                self.spare = Some(drained);
+            }
+        }
+        if self.front.is_empty() {
+            if let Some(spare) = self.spare.take() {
+                self.front = spare;
             }
         }
     }
@@ -131,21 +161,29 @@ impl WriteQueue {
     /// Frees every allocation when nothing waits (called before the connection waits).
     pub fn release_empty(&mut self) {
         if self.is_empty() {
-            self.chunks = VecDeque::new();
-            self.spare = None;
+            *self = WriteQueue::default();
         }
     }
 
     /// Whether the queue holds any allocation (for tests of the idle state).
     #[cfg(test)]
     pub fn is_allocated(&self) -> bool {
-        self.chunks.capacity() > 0 || self.spare.is_some()
+        self.front.capacity() > 0 || self.more.capacity() > 0 || self.spare.is_some()
+    }
+
+    /// The chunks holding bytes (for tests).
+    #[cfg(test)]
+    fn chunk_count(&self) -> usize {
+        usize::from(!self.front.is_empty()) + self.more.len()
     }
 
     /// The bytes waiting, concatenated (for tests).
     #[cfg(test)]
     pub fn to_vec(&self) -> Vec<u8> {
-        self.chunks.iter().flat_map(|c| c.iter().copied()).collect()
+        std::iter::once(&self.front[self.written..])
+            .chain(self.more.iter().map(|c| &c[..]))
+            .flat_map(|c| c.iter().copied())
+            .collect()
     }
 }
 
@@ -163,7 +201,10 @@ mod tests {
     fn packets_stay_in_order_across_chunks_and_a_large_one_gets_its_own() {
         let mut queue = WriteQueue::default();
         let mut expected = Vec::new();
-        for (i, len) in [10, CHUNK - 10, 7, 3 * CHUNK, 1].into_iter().enumerate() {
+        for (i, len) in [10, FIRST_CHUNK - 10, 7, 3 * CHUNK, 1]
+            .into_iter()
+            .enumerate()
+        {
             let bytes = packet(i as u8, len);
             queue.append(len, |buf| buf.put_slice(&bytes));
             expected.extend_from_slice(&bytes);
@@ -171,9 +212,9 @@ mod tests {
         assert_eq!(queue.len(), expected.len());
         assert_eq!(queue.to_vec(), expected);
         assert_eq!(
-            queue.chunks.len(),
+            queue.chunk_count(),
             4,
-            "10 + 65526 | 7 | 3 chunks' worth | 1"
+            "10 + 16374 | 7 | 3 chunks' worth | 1"
         );
     }
 
@@ -182,7 +223,7 @@ mod tests {
         let mut queue = WriteQueue::default();
         queue.append(100, |_| ());
         assert!(queue.is_empty());
-        assert!(queue.chunks.is_empty());
+        assert_eq!(queue.chunk_count(), 0);
     }
 
     #[tokio::test]
@@ -208,7 +249,11 @@ mod tests {
             );
         }
         reader.await.unwrap();
-        assert!(queue.spare.is_some(), "a drained chunk is kept while busy");
+        assert!(
+            queue.front.capacity() >= CHUNK,
+            "a drained chunk is kept while busy: {}",
+            queue.front.capacity()
+        );
         queue.release_empty();
         assert!(!queue.is_allocated());
     }
