@@ -90,6 +90,11 @@ impl Properties {
     /// Writes the block (length prefix included) in identifier order; assumes `encoded_len`
     /// succeeded for the same context.
     pub(crate) fn write(&self, out: &mut BytesMut) {
+        // Most PUBLISHes carry none: one length byte, without visiting every field.
+        if self.is_empty() {
+            out.put_u8(0);
+            return;
+        }
         put_varint(out, self.content_len());
         let u8p = |out: &mut BytesMut, id: u8, v: Option<u8>| {
             if let Some(v) = v {
