@@ -12,7 +12,8 @@
 //! Chunks hold whole encoded packets, in order: `front`, then `more`. `len` is the sum of
 //! their lengths minus `written`, the bytes of `front` already written (`written <
 //! front.len()`, or both are 0). Only the last chunk is appended to. `more` is empty unless
-//! `front` holds bytes, and no chunk in `more` is empty. Chunks are never advanced, so a
+//! `front` holds bytes, and no chunk in `more` is empty. `busy` is `None` whenever the queue
+//! has released its allocations. Chunks are never advanced, so a
 //! drained one keeps its whole capacity for reuse.
 
 use std::collections::VecDeque;
@@ -38,12 +39,22 @@ pub struct WriteQueue {
     front: BytesMut,
     /// Bytes at the start of `front` already written.
     written: usize,
-    more: VecDeque<BytesMut>,
     len: usize,
+    /// What only a busy connection needs, boxed so that an idle one carries a null pointer.
+    busy: Option<Box<Busy>>,
+}
+
+/// The chunks after the first, and a chunk to reuse.
+#[derive(Debug, Default)]
+struct Busy {
+    more: VecDeque<BytesMut>,
     /// A drained chunk kept for the next packets, so a busy connection allocates none; freed
     /// by [`WriteQueue::release_empty`] before the connection waits idle.
     spare: Option<BytesMut>,
 }
+
+/// What `more` reads as while `busy` is `None`.
+static NO_MORE: VecDeque<BytesMut> = VecDeque::new();
 
 impl WriteQueue {
     /// Bytes waiting to be written.
@@ -60,7 +71,8 @@ impl WriteQueue {
     /// `size_hint` is about its encoded size (a low hint only costs a reallocation of the
     /// last chunk). Whatever `encode` wrote counts, even if it then failed.
     pub fn append<T>(&mut self, size_hint: usize, encode: impl FnOnce(&mut BytesMut) -> T) -> T {
-        let last = match self.more.back_mut() {
+        let more = self.busy.as_mut().and_then(|busy| busy.more.back_mut());
+        let last = match more {
             None if self.front.capacity() - self.front.len() >= size_hint => &mut self.front,
             _ => self.last_with_room(size_hint),
         };
@@ -68,8 +80,8 @@ impl WriteQueue {
         let result = encode(last);
         let added = last.len() - before;
         self.len += added;
-        if added == 0 && self.more.back().is_some_and(|c| c.is_empty()) {
-            self.more.pop_back();
+        if added == 0 && self.more().back().is_some_and(|c| c.is_empty()) {
+            self.busy_mut().more.pop_back();
         }
         result
     }
@@ -82,17 +94,26 @@ impl WriteQueue {
             }
             return &mut self.front;
         }
-        let last = self.more.back().unwrap_or(&self.front);
+        let last = self.more().back().unwrap_or(&self.front);
         if last.capacity() - last.len() < size_hint {
             let chunk = self.new_chunk(size_hint, CHUNK);
-            self.more.push_back(chunk);
+            self.busy_mut().more.push_back(chunk);
         }
-        self.more.back_mut().unwrap_or(&mut self.front)
+        let more = self.busy.as_mut().and_then(|busy| busy.more.back_mut());
+        more.unwrap_or(&mut self.front)
+    }
+
+    fn more(&self) -> &VecDeque<BytesMut> {
+        self.busy.as_ref().map_or(&NO_MORE, |busy| &busy.more)
+    }
+
+    fn busy_mut(&mut self) -> &mut Busy {
+        self.busy.get_or_insert_with(Box::default)
     }
 
     /// The spare chunk if it has room for `size_hint`, or a new one of at least `capacity`.
     fn new_chunk(&mut self, size_hint: usize, capacity: usize) -> BytesMut {
-        match self.spare.take() {
+        match self.busy.as_mut().and_then(|busy| busy.spare.take()) {
             Some(spare) if spare.capacity() >= size_hint => spare,
             _ => BytesMut::with_capacity(size_hint.max(capacity)),
         }
@@ -105,11 +126,11 @@ impl WriteQueue {
         writer: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<usize>> {
-        let written = if writer.is_write_vectored() && !self.more.is_empty() {
+        let written = if writer.is_write_vectored() && !self.more().is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             slices[0] = IoSlice::new(&self.front[self.written..]);
             let mut count = 1;
-            for (slot, chunk) in slices[1..].iter_mut().zip(&self.more) {
+            for (slot, chunk) in slices[1..].iter_mut().zip(self.more()) {
                 *slot = IoSlice::new(chunk);
                 count += 1;
             }
@@ -143,17 +164,23 @@ impl WriteQueue {
             }
             written -= unwritten;
             self.written = 0;
-            let next = self.more.pop_front().unwrap_or_default();
-            let mut drained = std::mem::replace(&mut self.front, next);
             // A chunk grown for one huge packet is not kept.
-            if drained.capacity() <= 4 * CHUNK {
-                drained.clear();
-                self.spare = Some(drained);
-            }
-        }
-        if self.front.is_empty() {
-            if let Some(spare) = self.spare.take() {
-                self.front = spare;
+            let keep = self.front.capacity() <= 4 * CHUNK;
+            match self.busy.as_mut().and_then(|busy| busy.more.pop_front()) {
+                // The last chunk drained: it stays the front, empty, for the next packets.
+                None => {
+                    self.front.clear();
+                    if !keep {
+                        self.front = BytesMut::new();
+                    }
+                }
+                Some(next) => {
+                    let mut drained = std::mem::replace(&mut self.front, next);
+                    if keep {
+                        drained.clear();
+                        self.busy_mut().spare = Some(drained);
+                    }
+                }
             }
         }
     }
@@ -168,20 +195,20 @@ impl WriteQueue {
     /// Whether the queue holds any allocation (for tests of the idle state).
     #[cfg(test)]
     pub fn is_allocated(&self) -> bool {
-        self.front.capacity() > 0 || self.more.capacity() > 0 || self.spare.is_some()
+        self.front.capacity() > 0 || self.busy.is_some()
     }
 
     /// The chunks holding bytes (for tests).
     #[cfg(test)]
     fn chunk_count(&self) -> usize {
-        usize::from(!self.front.is_empty()) + self.more.len()
+        usize::from(!self.front.is_empty()) + self.more().len()
     }
 
     /// The bytes waiting, concatenated (for tests).
     #[cfg(test)]
     pub fn to_vec(&self) -> Vec<u8> {
         std::iter::once(&self.front[self.written..])
-            .chain(self.more.iter().map(|c| &c[..]))
+            .chain(self.more().iter().map(|c| &c[..]))
             .flat_map(|c| c.iter().copied())
             .collect()
     }
