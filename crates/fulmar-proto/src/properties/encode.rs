@@ -93,8 +93,12 @@ impl Properties {
         // Most PUBLISHes carry none: one length byte, without visiting every field.
         if self.is_empty() {
             out.put_u8(0);
-            return;
+        } else {
+            self.write_values(out);
         }
+    }
+
+    fn write_values(&self, out: &mut BytesMut) {
         put_varint(out, self.content_len());
         let u8p = |out: &mut BytesMut, id: u8, v: Option<u8>| {
             if let Some(v) = v {
