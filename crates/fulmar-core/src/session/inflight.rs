@@ -50,6 +50,11 @@ pub struct InflightEntry {
 pub struct Inflight {
     entries: VecDeque<InflightEntry>,
     last_id: u16,
+    /// How many exchanges at the front of `entries` got their ids before `last_id` last
+    /// wrapped (or were restored): their ids may lie above `last_id`. Every later exchange's
+    /// id is at most `last_id` (ids rise within a wrap), so while this is 0 the id after
+    /// `last_id` is free without a lookup.
+    older_than_wrap: usize,
     /// The ids in `entries` (see [`IdSet`]'s invariant).
     ids: IdSet,
 }
@@ -89,6 +94,7 @@ impl Inflight {
         let mut ids = IdSet::default();
         ids.rebuild(entries.len(), entries.iter().map(|e| e.packet_id.get()));
         Inflight {
+            older_than_wrap: entries.len(),
             entries,
             last_id,
             ids,
@@ -99,9 +105,15 @@ impl Inflight {
     /// in order, so the scan normally stops at its first candidate.
     fn allocate_id(&mut self) -> PacketId {
         loop {
-            self.last_id = self.last_id.checked_add(1).unwrap_or(1);
+            match self.last_id.checked_add(1) {
+                Some(next) => self.last_id = next,
+                None => {
+                    self.last_id = 1;
+                    self.older_than_wrap = self.entries.len();
+                }
+            }
             if let Some(id) = PacketId::new(self.last_id) {
-                if !self.contains(id) {
+                if self.older_than_wrap == 0 || !self.contains(id) {
                     return id;
                 }
             }
@@ -123,6 +135,9 @@ impl Inflight {
     pub fn complete(&mut self, packet_id: PacketId, state: OutboundState) -> Option<InflightEntry> {
         let index = self.position(packet_id, state)?;
         let entry = self.entries.remove(index)?;
+        if index < self.older_than_wrap {
+            self.older_than_wrap -= 1;
+        }
         self.ids.remove(packet_id.get(), self.entries.len());
         Some(entry)
     }
@@ -151,6 +166,7 @@ impl Inflight {
     /// ones that were stored.
     pub fn drop_expired(&mut self, now: std::time::Instant) -> Vec<PacketId> {
         let mut dropped = Vec::new();
+        let (older, mut index, mut older_kept) = (self.older_than_wrap, 0, 0);
         self.entries.retain(|e| {
             let keep = e
                 .delivery
@@ -159,8 +175,11 @@ impl Inflight {
             if !keep && e.stored_seq.is_some() {
                 dropped.push(e.packet_id);
             }
+            older_kept += usize::from(keep && index < older);
+            index += 1;
             keep
         });
+        self.older_than_wrap = older_kept;
         let open = self.entries.iter().map(|e| e.packet_id.get());
         self.ids.rebuild(self.entries.len(), open);
         dropped
@@ -170,6 +189,7 @@ impl Inflight {
     /// past PUBREC are the client's already and are not returned).
     pub fn take_unacknowledged(&mut self) -> Vec<Delivery> {
         self.ids.clear();
+        self.older_than_wrap = 0;
         self.entries.drain(..).filter_map(|e| e.delivery).collect()
     }
 
@@ -203,9 +223,8 @@ mod tests {
     #[test]
     fn ids_skip_those_in_flight_and_wrap_past_zero() {
         let mut inflight = Inflight {
-            entries: VecDeque::new(),
             last_id: u16::MAX - 1,
-            ids: IdSet::default(),
+            ..Inflight::default()
         };
         let dummy = qos1_delivery;
         let start = |inflight: &mut Inflight| {
@@ -225,6 +244,28 @@ mod tests {
         assert!(inflight
             .complete(a, OutboundState::AwaitingPubAck)
             .is_none());
+    }
+
+    /// A restored window can hold ids above the last one handed out (sent before a wrap);
+    /// counting up from there must skip them.
+    #[test]
+    fn restored_ids_above_the_last_are_skipped() {
+        let entry = |id: u16| InflightEntry {
+            packet_id: PacketId::new(id).unwrap(),
+            delivery: Some(qos1_delivery()),
+            state: OutboundState::AwaitingPubAck,
+            stored_seq: None,
+        };
+        let mut inflight = Inflight::restore(vec![entry(40_000), entry(2)]);
+        for _ in 3..40_000 {
+            inflight.next_id();
+        }
+        assert_eq!(inflight.next_id().get(), 40_001, "40,000 is still open");
+        let restored = PacketId::new(40_000).unwrap();
+        assert!(inflight
+            .complete(restored, OutboundState::AwaitingPubAck)
+            .is_some());
+        assert_eq!(inflight.older_than_wrap, 1, "2 was restored too");
     }
 
     /// Random opens and out-of-order completions with windows up to 300 (past the bitmap
