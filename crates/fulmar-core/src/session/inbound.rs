@@ -17,11 +17,11 @@ impl Session {
         {
             return Err(ProtocolError::TopicNameTooLong);
         }
-        if let Some(until) = self
-            .publish_rate
-            .charge(publish.payload.len(), self.last_received)
-        {
-            self.paused_until = Some(until);
+        if let Some(extras) = self.extras.as_deref_mut() {
+            let payload_len = publish.payload.len();
+            if let Some(until) = extras.publish_rate.charge(payload_len, self.last_received) {
+                extras.paused_until = Some(until);
+            }
         }
         // [MQTT-3.2.2-11] a QoS above the advertised Maximum QoS is a violation (0x9B).
         if publish.qos > self.limits.max_qos {
@@ -53,7 +53,7 @@ impl Session {
             };
         }
         if let (QoS::ExactlyOnce, Some(packet_id)) = (publish.qos, publish.packet_id) {
-            if self.inbound_qos2.contains(&packet_id) {
+            if self.has_inbound_qos2(packet_id) {
                 // [MQTT-4.3.3-2] already received, not yet released: acknowledge again,
                 // do not deliver again.
                 self.transmit
@@ -61,12 +61,12 @@ impl Session {
                 return Ok(None);
             }
             // [MQTT-3.3.4-9] more unreleased QoS 2 messages than Receive Maximum: 0x93.
-            if self.inbound_qos2.len() >= usize::from(self.limits.max_inbound_qos2) {
-                return Err(ProtocolError::ReceiveMaximumExceeded(
-                    self.inbound_qos2.len(),
-                ));
+            let max = usize::from(self.limits.max_inbound_qos2);
+            let open = &mut self.extras_mut().inbound_qos2;
+            if open.len() >= max {
+                return Err(ProtocolError::ReceiveMaximumExceeded(open.len()));
             }
-            self.inbound_qos2.insert(packet_id);
+            open.insert(packet_id);
         }
         Ok(Some(Event::Publish(publish)))
     }
@@ -98,7 +98,7 @@ impl Session {
             QoS::AtLeastOnce => self.transmit.push_back(Packet::PubAck(reply)),
             QoS::ExactlyOnce => {
                 if reason.is_error() {
-                    self.inbound_qos2.remove(&packet_id);
+                    self.release_inbound_qos2(packet_id);
                 }
                 self.transmit.push_back(Packet::PubRec(reply));
             }
@@ -109,13 +109,13 @@ impl Session {
     /// acknowledge (the connection closes instead): the client's re-sent PUBLISH must be
     /// taken as new, not as a duplicate of a message that was never routed.
     pub fn abandon_inbound_qos2(&mut self, packet_id: PacketId) {
-        self.inbound_qos2.remove(&packet_id);
+        self.release_inbound_qos2(packet_id);
     }
 
     /// [MQTT-4.3.3-2] PUBREL releases the id; PUBCOMP goes back even for an unknown id (a
     /// client that lost our PUBCOMP can finish), with 0x92 for MQTT 5.
     pub(super) fn handle_pubrel(&mut self, rel: Ack) {
-        let known = self.inbound_qos2.remove(&rel.packet_id);
+        let known = self.release_inbound_qos2(rel.packet_id);
         if known && self.is_recording() {
             // The server sends PUBCOMP once the release is committed (see `Persist`).
             self.record(super::Persist::InboundReleased {
@@ -146,12 +146,17 @@ impl Session {
             return Err(ProtocolError::TopicAliasInvalid(alias));
         }
         if publish.topic.is_empty() {
-            match self.inbound_aliases.get(&alias) {
+            let known = self
+                .extras
+                .as_deref()
+                .and_then(|e| e.inbound_aliases.get(&alias));
+            match known {
                 Some(topic) => publish.topic = topic.clone(),
                 None => return Err(ProtocolError::TopicAliasInvalid(alias)),
             }
         } else {
-            self.inbound_aliases.insert(alias, publish.topic.clone());
+            let topic = publish.topic.clone();
+            self.extras_mut().inbound_aliases.insert(alias, topic);
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use ahash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use ahash::{HashMap, HashMapExt, HashSet};
 use fulmar_proto::{
     encoded_len, Ack, Auth, Disconnect, Packet, PacketId, Properties, ProtocolVersion, Publish,
     QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
@@ -137,9 +137,11 @@ pub enum Event {
 ///
 /// # Invariants
 /// - `inflight.len() <= outbound window` once the caller respects [`Session::outbound_window`].
-/// - `inbound_qos2.len() <= limits.max_inbound_qos2`.
+/// - `extras.inbound_qos2.len() <= limits.max_inbound_qos2`.
 /// - `transmit` and the alias maps belong to the current connection; [`Session::attach`]
 ///   resets them.
+/// - `extras` is `Some` whenever `limits` set a publish rate: without extras the rate is
+///   unlimited and reading is never paused.
 #[derive(Debug)]
 pub struct Session {
     client_id: String,
@@ -150,6 +152,21 @@ pub struct Session {
     limits: SessionLimits,
     client: ClientCapabilities,
     inflight: Inflight,
+    subscriptions: HashMap<TopicFilter, SubscriptionOptions>,
+    transmit: VecDeque<Packet>,
+    /// State that most sessions never need, allocated on first use (see [`Extras`]).
+    extras: Option<Box<Extras>>,
+    /// Changes of the durable state not yet taken by the server; `None` for a session that
+    /// is not stored (see `persist.rs`).
+    persist_log: Option<Vec<Persist>>,
+}
+
+/// The parts of a session that an idle client never uses: inbound QoS 2 ids, topic aliases
+/// and the publish-rate budget. Boxed and allocated on first use, because most of a broker's
+/// sessions are idle and inline they would cost each one ~260 bytes (three hash maps with
+/// their hasher state, the rate buckets).
+#[derive(Debug, Default)]
+struct Extras {
     /// [MQTT-4.3.3-2] inbound QoS 2 ids received and not yet released: a re-sent PUBLISH
     /// with one of these ids is acknowledged but not delivered again.
     inbound_qos2: HashSet<PacketId>,
@@ -157,14 +174,54 @@ pub struct Session {
     inbound_aliases: HashMap<u16, TopicName>,
     /// MQTT 5 topic aliases the server set towards the client on this connection.
     outbound_aliases: HashMap<TopicName, u16>,
-    subscriptions: HashMap<TopicFilter, SubscriptionOptions>,
-    transmit: VecDeque<Packet>,
     publish_rate: PublishRate,
     /// Until when the server must not read from the client (publish rate exceeded).
     paused_until: Option<Instant>,
-    /// Changes of the durable state not yet taken by the server; `None` for a session that
-    /// is not stored (see `persist.rs`).
-    persist_log: Option<Vec<Persist>>,
+}
+
+impl Extras {
+    /// The extras of a session (re)connecting with `limits` at `now`: the connection-scoped
+    /// parts of `previous` reset, the inbound QoS 2 ids kept; allocated only when something
+    /// needs them.
+    fn for_limits(
+        previous: Option<Box<Extras>>,
+        limits: &SessionLimits,
+        now: Instant,
+    ) -> Option<Box<Extras>> {
+        let rated = limits.publish_rate_messages > 0 || limits.publish_rate_bytes > 0;
+        let mut extras = match previous {
+            Some(extras) if !extras.inbound_qos2.is_empty() || rated => extras,
+            _ if rated => Box::default(),
+            _ => return None,
+        };
+        extras.inbound_aliases.clear();
+        extras.outbound_aliases.clear();
+        extras.publish_rate =
+            PublishRate::new(limits.publish_rate_messages, limits.publish_rate_bytes, now);
+        extras.paused_until = None;
+        Some(extras)
+    }
+}
+
+impl Session {
+    /// The extras, allocated if this is their first use.
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Whether `packet_id` is an inbound QoS 2 id not yet released.
+    fn has_inbound_qos2(&self, packet_id: PacketId) -> bool {
+        self.extras
+            .as_deref()
+            .is_some_and(|extras| extras.inbound_qos2.contains(&packet_id))
+    }
+
+    /// Releases an inbound QoS 2 id; returns whether it was held.
+    fn release_inbound_qos2(&mut self, packet_id: PacketId) -> bool {
+        self.extras
+            .as_deref_mut()
+            .is_some_and(|extras| extras.inbound_qos2.remove(&packet_id))
+    }
 }
 
 impl Session {
@@ -184,17 +241,9 @@ impl Session {
             limits,
             client: ClientCapabilities::default(),
             inflight: Inflight::default(),
-            inbound_qos2: HashSet::new(),
-            inbound_aliases: HashMap::new(),
-            outbound_aliases: HashMap::new(),
             subscriptions: HashMap::new(),
             transmit: VecDeque::new(),
-            publish_rate: PublishRate::new(
-                limits.publish_rate_messages,
-                limits.publish_rate_bytes,
-                now,
-            ),
-            paused_until: None,
+            extras: Extras::for_limits(None, &limits, now),
             persist_log: None,
         }
     }
@@ -214,12 +263,8 @@ impl Session {
         self.keep_alive_grace = grace(keep_alive_secs);
         self.last_received = now;
         self.limits = limits;
-        self.publish_rate =
-            PublishRate::new(limits.publish_rate_messages, limits.publish_rate_bytes, now);
-        self.paused_until = None;
+        self.extras = Extras::for_limits(self.extras.take(), &limits, now);
         self.client = ClientCapabilities::default();
-        self.inbound_aliases.clear();
-        self.outbound_aliases.clear();
         self.transmit.clear();
         for packet_id in self.inflight.drop_expired(now) {
             self.record(Persist::Completed { packet_id });
@@ -289,7 +334,8 @@ impl Session {
     /// Until when the server must stop reading from the client because it exceeded its
     /// publish rate; `None` when reading may go on.
     pub fn read_paused_until(&self, now: Instant) -> Option<Instant> {
-        self.paused_until.filter(|&until| until > now)
+        let extras = self.extras.as_deref()?;
+        extras.paused_until.filter(|&until| until > now)
     }
 
     /// When the connection must be closed if no packet arrives before it.

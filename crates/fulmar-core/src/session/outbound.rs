@@ -116,7 +116,8 @@ impl Session {
             known: false,
         }) = alias
         {
-            self.outbound_aliases.insert(message.topic.clone(), alias);
+            let topic = message.topic.clone();
+            self.extras_mut().outbound_aliases.insert(topic, alias);
         }
         let state = match qos {
             QoS::AtMostOnce => None,
@@ -157,10 +158,11 @@ impl Session {
         if !self.limits.outbound_topic_aliases || self.client.topic_alias_maximum == 0 {
             return None;
         }
-        if let Some(&alias) = self.outbound_aliases.get(topic) {
+        let assigned = self.extras.as_deref().map(|e| &e.outbound_aliases);
+        if let Some(&alias) = assigned.and_then(|aliases| aliases.get(topic)) {
             return Some(OutboundAlias { alias, known: true });
         }
-        let next = self.outbound_aliases.len() + 1;
+        let next = assigned.map_or(0, ahash::HashMap::len) + 1;
         if next <= usize::from(self.client.topic_alias_maximum) {
             let alias = next as u16;
             return Some(OutboundAlias {

@@ -72,7 +72,9 @@ impl Session {
         let mut session = Session::new(client_id, version, 0, limits, now);
         session.subscriptions = state.subscriptions.into_iter().collect();
         session.inflight = Inflight::restore(state.inflight);
-        session.inbound_qos2 = state.inbound_qos2.into_iter().collect();
+        if !state.inbound_qos2.is_empty() {
+            session.extras_mut().inbound_qos2 = state.inbound_qos2.into_iter().collect();
+        }
         session.set_recording(true);
         session
     }

@@ -564,3 +564,39 @@ fn outbound_topic_alias_is_left_out_when_it_would_exceed_maximum_packet_size() {
         ("x", Some(1))
     );
 }
+
+/// Most sessions are idle: QoS 0/1 traffic without aliases or a rate limit never allocates
+/// the extras, and an inbound QoS 2 id outlives a reconnection in them.
+#[test]
+fn extras_are_allocated_only_for_what_needs_them() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V5, 0, t0);
+    s.handle(
+        Packet::Publish(publish(QoS::AtLeastOnce, Some(1), false)),
+        t0,
+    )
+    .unwrap();
+    assert!(s.extras.is_none());
+    s.handle(
+        Packet::Publish(publish(QoS::ExactlyOnce, Some(2), false)),
+        t0,
+    )
+    .unwrap();
+    assert!(s.extras.is_some());
+    s.attach(ProtocolVersion::V5, 0, SessionLimits::default(), t0);
+    let resent = s.handle(
+        Packet::Publish(publish(QoS::ExactlyOnce, Some(2), true)),
+        t0,
+    );
+    assert_eq!(resent, Ok(None), "[MQTT-4.3.3-2] not delivered again");
+    s.handle(Packet::PubRel(ack(2)), t0).unwrap();
+    s.attach(ProtocolVersion::V5, 0, SessionLimits::default(), t0);
+    assert!(s.extras.is_none(), "nothing left to keep");
+    let rated = SessionLimits {
+        publish_rate_messages: 1,
+        ..SessionLimits::default()
+    };
+    s.attach(ProtocolVersion::V5, 0, rated, t0);
+    assert!(s.extras.is_some(), "a rate limit lives in the extras");
+    assert!(std::mem::size_of::<Session>() <= 304);
+}
