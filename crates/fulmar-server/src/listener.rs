@@ -7,15 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::connection;
-use crate::metrics::bump;
-use crate::security::Origin;
 
 /// Binding a listener failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,38 +80,4 @@ pub(crate) async fn accept_with<F, Fut>(
             }
         }
     }
-}
-
-/// [`connection::serve`] with the connection counters kept; every transport goes through it,
-/// with its listener's authentication context (TLS identity, per-listener anonymous access).
-pub(crate) async fn serve_counted<R, W>(
-    origin: Origin,
-    broker: Arc<Broker>,
-    reader: R,
-    writer: W,
-    peer: SocketAddr,
-    connection_id: u64,
-    shutdown: watch::Receiver<bool>,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let metrics = broker.metrics();
-    bump(&metrics.connections_accepted);
-    metrics.connections_current.fetch_add(1, Ordering::Relaxed);
-    let broker_ref = Arc::clone(&broker);
-    connection::serve(
-        origin,
-        broker_ref,
-        reader,
-        writer,
-        peer,
-        connection_id,
-        shutdown,
-    )
-    .await;
-    broker
-        .metrics()
-        .connections_current
-        .fetch_sub(1, Ordering::Relaxed);
 }

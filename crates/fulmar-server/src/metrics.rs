@@ -110,8 +110,25 @@ impl Metrics {
         }
     }
 
+    /// Counts an accepted connection, and as open until the returned guard is dropped.
+    pub(crate) fn connection_opened(&self) -> OpenConnection<'_> {
+        self.connections_accepted.fetch_add(1, Ordering::Relaxed);
+        self.connections_current.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(&self.connections_current)
+    }
+
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+/// A connection counted in [`Metrics::connections_current`] while this lives.
+#[must_use]
+pub(crate) struct OpenConnection<'a>(&'a AtomicU64);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -1,17 +1,19 @@
 //! What a TCP listener runs on each accepted socket: plain MQTT, or a TLS handshake first
 //! (within the CONNECT timeout), and the authentication context of the listener.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use tokio_rustls::server::TlsStream;
 
 use crate::broker::Broker;
+use crate::connection::{serve, Io};
 use crate::http::serve_http;
-use crate::listener::serve_counted;
 use crate::metrics::bump;
 use crate::security::Origin;
 use crate::tls::{certificate_identity, ReloadableTls};
@@ -26,45 +28,33 @@ pub struct ListenerContext {
 }
 
 /// Serves one accepted TCP socket of an MQTT listener with `context`.
-pub async fn serve_tcp(
+///
+/// Not an `async fn`, so that a plain TCP connection's task is [`serve`]'s future alone
+/// (an async fn would keep its own copy of the arguments beside it); a TLS connection's
+/// task holds its whole future boxed, handshake included.
+pub fn serve_tcp(
     context: Arc<ListenerContext>,
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
     connection_id: u64,
     shutdown: watch::Receiver<bool>,
-) {
+) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
     if context.tls.is_none() {
-        let origin = context.origin();
         let (reader, writer) = stream.into_split();
-        serve_counted(
-            origin,
-            broker,
-            reader,
-            writer,
-            peer,
-            connection_id,
-            shutdown,
-        )
-        .await;
-        return;
+        let io = Io::new(reader, writer);
+        let origin = context.origin();
+        return Either::Left(serve(origin, broker, io, peer, connection_id, shutdown));
     }
-    // Boxed: the TLS handshake's future would otherwise size the task of every connection.
-    let Some((stream, origin)) = Box::pin(accept_tls(&context, &broker, stream, peer)).await else {
-        return;
-    };
-    let (reader, writer) = tokio::io::split(stream);
-    serve_counted(
-        origin,
-        broker,
-        reader,
-        writer,
-        peer,
-        connection_id,
-        shutdown,
-    )
-    .await;
+    Either::Right(Box::pin(async move {
+        let Some((stream, origin)) = accept_tls(&context, &broker, stream, peer).await else {
+            return;
+        };
+        let (reader, writer) = tokio::io::split(stream);
+        let io = Io::new(reader, writer);
+        serve(origin, broker, io, peer, connection_id, shutdown).await;
+    }))
 }
 
 /// Serves one accepted TCP socket of a WebSocket listener (WSS when it has TLS).

@@ -16,6 +16,7 @@ mod spill;
 mod store;
 mod write_queue;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,51 +84,53 @@ pub struct Connection {
 }
 
 /// Serves one accepted stream until it closes, with its listener's authentication context.
-/// Never panics on client input.
-pub async fn serve<R, W>(
+/// Every transport goes through it; it keeps the connection counters. Never panics on client
+/// input.
+///
+/// A plain fn returning an `async move` block rather than an `async fn`: an async fn's
+/// future keeps its arguments for its whole life next to the locals they are moved into,
+/// and this future is the task of every idle connection. The block's captures are used in
+/// place.
+#[allow(clippy::manual_async_fn)] // Deliberately not an async fn: see above.
+pub fn serve<R, W>(
     origin: Origin,
     broker: Arc<Broker>,
-    reader: R,
-    writer: W,
+    mut io: Io<R, W>,
     peer: SocketAddr,
     connection_id: u64,
     mut shutdown: watch::Receiver<bool>,
-) where
+) -> impl Future<Output = ()>
+where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let admitted = match broker
-        .admission
-        .admit(peer.ip(), &broker.config().limits, Instant::now())
-    {
-        Ok(admitted) => admitted,
-        Err(refusal) => {
-            bump(&broker.metrics().connections_refused);
-            tracing::warn!(%peer, ?refusal, "connection refused by limits");
+    async move {
+        let _open = broker.metrics().connection_opened();
+        let admitted = broker
+            .admission
+            .admit(peer.ip(), &broker.config().limits, Instant::now());
+        let _admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                bump(&broker.metrics().connections_refused);
+                tracing::warn!(%peer, ?refusal, "connection refused by limits");
+                return;
+            }
+        };
+        // Reading CONNECT, the handshake and the close are boxed: their futures are several
+        // times the size of the run loop's, and unboxed they would size the task (a
+        // future is as large as its largest state) of every idle connection.
+        let connect = Box::pin(read_connect(&broker, &mut io, peer, &mut shutdown)).await;
+        let Some(connect) = connect else {
             return;
-        }
-    };
-    let _admitted = admitted;
-    let mut io = Io::new(reader, writer);
-    // Reading CONNECT, the handshake and the close are boxed: their futures are several
-    // times the size of the run loop's, and unboxed they would size the task (an async
-    // fn's future is as large as its largest state) of every idle connection.
-    let Some(connect) = Box::pin(read_connect(&broker, &mut io, peer, &mut shutdown)).await else {
-        return;
-    };
-    let Some(mut connection) = Box::pin(handshake::accept(
-        &broker,
-        &mut io,
-        connect,
-        connection_id,
-        &origin,
-    ))
-    .await
-    else {
-        return;
-    };
-    let exit = connection.run(&mut io, &mut shutdown).await;
-    Box::pin(connection.finish(exit, &mut io, peer)).await;
+        };
+        let accepted = handshake::accept(&broker, &mut io, connect, connection_id, &origin);
+        let Some(mut connection) = Box::pin(accepted).await else {
+            return;
+        };
+        let exit = connection.run(&mut io, &mut shutdown).await;
+        Box::pin(connection.finish(exit, &mut io, peer)).await;
+    }
 }
 
 /// Reads the CONNECT packet; `None` (after answering where the spec says so) when the
