@@ -1,4 +1,6 @@
-//! A session's outbox shared between fan-out (any task) and its connection (one task).
+//! A session's outbox shared between fan-out (any task) and its connection (one task), and
+//! the one wake-up of that connection: new deliveries, a takeover and the broker's shutdown
+//! all come through it, so that an idle connection waits on a single future.
 
 use fulmar_core::{Delivery, Outbox, PushOutcome, QueueLimits};
 use parking_lot::Mutex;
@@ -7,16 +9,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 use crate::persist::StoreSlot;
+use crate::registry::Kick;
 
 /// The bounded outbox of one session plus the wake-up for its connection task.
 ///
 /// # Invariants
-/// The lock is held only for queue operations, never across `.await`.
+/// - The locks are held only for queue and signal operations, never across `.await`.
+/// - A [`Signal`] is stored only while a connection listens (`signals.listener != 0`), and
+///   `signalled` is true whenever one is stored.
 #[derive(Debug)]
 pub struct Mailbox {
     client_id: String,
     outbox: Mutex<Outbox>,
+    /// Wakes the connection: a push into an empty queue, or a [`Signal`].
     notify: Notify,
+    signals: Mutex<Signals>,
+    /// A signal waits in `signals` (read on every wake-up without taking the lock).
+    signalled: AtomicBool,
     /// Set when a push found the queue congested; cleared (and `drained` notified) by the
     /// consumer once it is relieved.
     congested: AtomicBool,
@@ -28,6 +37,25 @@ pub struct Mailbox {
     /// The stored session behind this mailbox, for a persistent session when persistence is
     /// on: QoS 1/2 deliveries to it are queued in the store too.
     store: Option<StoreSlot>,
+}
+
+/// A request to the connection that holds the session.
+#[derive(Debug)]
+pub enum Signal {
+    /// Another connection takes the client id over [MQTT-3.1.4-2]: close and hand the
+    /// session over.
+    Kick(Kick),
+    /// The broker is stopping.
+    Shutdown,
+}
+
+/// Who listens for signals, and the one waiting.
+#[derive(Debug, Default)]
+struct Signals {
+    /// The listening connection's id; 0 when none listens, so that a taker never waits for
+    /// a connection that is gone.
+    listener: u64,
+    pending: Option<Signal>,
 }
 
 /// What a push did, and whether the queue is now congested.
@@ -51,6 +79,8 @@ impl Mailbox {
             client_id,
             outbox: Mutex::new(Outbox::new(limits)),
             notify: Notify::new(),
+            signals: Mutex::new(Signals::default()),
+            signalled: AtomicBool::new(false),
             congested: AtomicBool::new(false),
             drained: Notify::new(),
             stalled: AtomicBool::new(false),
@@ -148,9 +178,74 @@ impl Mailbox {
         f(&mut self.outbox.lock())
     }
 
-    /// Waits until a push wakes this mailbox (a permit is kept if none waits).
+    /// Waits until a push or a signal wakes this mailbox (a permit is kept if none waits).
     pub async fn notified(&self) {
         self.notify.notified().await;
+    }
+
+    /// Makes connection `connection_id` (never 0) the one that receives signals, dropping
+    /// any left for a previous one. Called under the registry slot's lock by the connection
+    /// that becomes the owner.
+    pub fn listen(&self, connection_id: u64) {
+        debug_assert_ne!(connection_id, 0);
+        let mut signals = self.signals.lock();
+        signals.listener = connection_id;
+        signals.pending = None;
+        self.signalled.store(false, Ordering::Release);
+    }
+
+    /// Stops connection `connection_id` listening, if it still does, and returns the signal
+    /// that waited for it (a kick must still be answered). Later signals are refused.
+    pub fn stop_listening(&self, connection_id: u64) -> Option<Signal> {
+        let mut signals = self.signals.lock();
+        if signals.listener != connection_id {
+            return None;
+        }
+        signals.listener = 0;
+        self.signalled.store(false, Ordering::Release);
+        signals.pending.take()
+    }
+
+    /// Delivers `signal` to the listening connection and wakes it; gives it back when no
+    /// connection listens. A kick is never replaced by a shutdown (the session must still
+    /// be handed over).
+    pub fn signal(&self, signal: Signal) -> Result<(), Signal> {
+        {
+            let mut signals = self.signals.lock();
+            if signals.listener == 0 {
+                return Err(signal);
+            }
+            if matches!(signal, Signal::Shutdown)
+                && matches!(signals.pending, Some(Signal::Kick(_)))
+            {
+                return Ok(());
+            }
+            signals.pending = Some(signal);
+            self.signalled.store(true, Ordering::Release);
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Waits for a kick, dropping any other signal: for a connection that is closing anyway.
+    pub async fn kicked(&self) -> Kick {
+        loop {
+            if let Some(Signal::Kick(kick)) = self.take_signal() {
+                return kick;
+            }
+            // A signal stored after the check leaves a permit, so this returns at once.
+            self.notify.notified().await;
+        }
+    }
+
+    /// The signal waiting for the listening connection, if any (one atomic load when none).
+    pub fn take_signal(&self) -> Option<Signal> {
+        if !self.signalled.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut signals = self.signals.lock();
+        self.signalled.store(false, Ordering::Release);
+        signals.pending.take()
     }
 }
 
@@ -163,6 +258,7 @@ mod tests {
     use fulmar_proto::{Properties, QoS, TopicName};
 
     use super::*;
+    use tokio::sync::oneshot;
 
     fn delivery() -> Delivery {
         let message = Message {
@@ -221,5 +317,46 @@ mod tests {
         mailbox.with(|outbox| outbox.set_online(false));
         mailbox.after_offline();
         assert!(!mailbox.holds_publishers());
+    }
+
+    fn kick_signal() -> (Signal, oneshot::Receiver<crate::registry::DetachedSession>) {
+        let (reply, handed_over) = oneshot::channel();
+        (Signal::Kick(Kick { reply }), handed_over)
+    }
+
+    #[tokio::test]
+    async fn a_signal_reaches_only_a_listening_connection() {
+        let mailbox = Mailbox::new("c".into(), QueueLimits::default());
+        assert!(
+            mailbox.signal(Signal::Shutdown).is_err(),
+            "nobody listens yet"
+        );
+        mailbox.listen(1);
+        let (kick, _handed_over) = kick_signal();
+        assert!(mailbox.signal(kick).is_ok());
+        // The wake-up that a waiting connection would get.
+        mailbox.notified().await;
+        // A kick is never replaced by a shutdown: the session must still be handed over.
+        assert!(mailbox.signal(Signal::Shutdown).is_ok());
+        assert!(matches!(mailbox.take_signal(), Some(Signal::Kick(_))));
+        assert!(mailbox.take_signal().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_stops_listening_refuses_kicks_at_once() {
+        let mailbox = Mailbox::new("c".into(), QueueLimits::default());
+        mailbox.listen(1);
+        let (kick, handed_over) = kick_signal();
+        mailbox.signal(kick).unwrap();
+        // The old owner goes away without answering: the taker learns it at once.
+        drop(mailbox.stop_listening(1));
+        assert!(handed_over.await.is_err());
+        let (late, _) = kick_signal();
+        assert!(mailbox.signal(late).is_err());
+        // A successor listens; a late stop of the old connection does not silence it.
+        mailbox.listen(2);
+        assert!(mailbox.stop_listening(1).is_none());
+        assert!(mailbox.signal(Signal::Shutdown).is_ok());
+        assert!(matches!(mailbox.take_signal(), Some(Signal::Shutdown)));
     }
 }

@@ -1,18 +1,22 @@
 //! Sessions by client identifier, and the hand-over of a session between connections.
 //!
 //! Each client id has a [`Slot`] guarded by an async mutex. A connection that wants the id
-//! locks the slot; if another connection owns it, it sends that owner a [`Kick`] and waits
-//! (bounded) for the owner to hand its session back [MQTT-3.1.4-2]. The owner, when it ends
-//! on its own, locks the slot to park a persistent session there, while still listening for a
-//! kick so that the two can never wait for each other.
+//! locks the slot; if another connection owns it, it sends that owner a [`Kick`] through the
+//! owner's mailbox and waits (bounded) for the owner to hand its session back
+//! [MQTT-3.1.4-2]. The owner, when it ends on its own, locks the slot to park a persistent
+//! session there, while still listening for a kick so that the two can never wait for each
+//! other.
+//!
+//! The broker's shutdown reaches every connected owner the same way ([`Registry::shut_down`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ahash::HashMap;
 use fulmar_core::{Session, SessionKey};
 use tokio::sync::{oneshot, Mutex as AsyncMutex};
 
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, Signal};
 
 /// A session between connections, or on its way from one connection to the next.
 #[derive(Debug)]
@@ -54,8 +58,9 @@ pub struct Kick {
 pub struct Owner {
     /// Unique per connection, to tell owners apart.
     pub connection_id: u64,
-    /// Ends that connection and asks for its session.
-    pub kick: oneshot::Sender<Kick>,
+    /// The session's mailbox, which the owner listens to for signals
+    /// ([`Mailbox::listen`]): a [`Kick`] ends that connection and asks for its session.
+    pub mailbox: Arc<Mailbox>,
 }
 
 /// What the registry knows of one client id.
@@ -90,6 +95,9 @@ pub type Slot = AsyncMutex<SlotState>;
 #[derive(Debug, Default)]
 pub struct Registry {
     slots: parking_lot::Mutex<HashMap<String, Arc<Slot>>>,
+    /// The broker is stopping: a connection that becomes an owner after
+    /// [`Registry::shut_down`] went past its slot sees this instead of the signal.
+    closing: AtomicBool,
 }
 
 impl Registry {
@@ -128,6 +136,26 @@ impl Registry {
             slots.remove(client_id);
         }
         state.removed = true;
+    }
+
+    /// Asks every connected owner to close ([`Signal::Shutdown`]).
+    ///
+    /// A connection that registers as owner concurrently either is found here (it locked
+    /// its slot first) or sees [`Registry::is_closing`] afterwards (it locked the map or its
+    /// slot after this did): both locks order it after the flag is set.
+    pub async fn shut_down(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let slots: Vec<Arc<Slot>> = self.slots.lock().values().cloned().collect();
+        for slot in slots {
+            if let Some(owner) = &slot.lock().await.owner {
+                let _ = owner.mailbox.signal(Signal::Shutdown);
+            }
+        }
+    }
+
+    /// Whether [`Registry::shut_down`] began; checked by a connection once it is an owner.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Number of client ids known (connected or parked).

@@ -226,6 +226,8 @@ impl Server {
         while self.accept_tasks.join_next().await.is_some() {}
         let mut connections = std::mem::take(&mut *self.connections.lock());
         let drained = tokio::time::timeout(grace, async {
+            // Connections past their handshake listen to their mailbox, not to `shutdown`.
+            self.broker.registry.shut_down().await;
             while connections.join_next().await.is_some() {}
         })
         .await;

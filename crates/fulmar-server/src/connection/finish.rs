@@ -75,22 +75,15 @@ impl Connection {
             return;
         }
         // Park or end the session; a takeover that arrives meanwhile gets it instead.
-        let kick_rx = self.kick_rx.take();
-        let kicked = async {
-            match kick_rx {
-                Some(rx) => rx.await.ok(),
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            Some(kick) = kicked => {
+            kick = self.mailbox.kicked() => {
                 let _ = kick.reply.send(detached);
             }
             mut state = Arc::clone(&self.slot).lock_owned() => {
                 let mine = state
                     .owner
                     .as_ref()
-                    .is_some_and(|owner| owner.connection_id == self.connection_id);
+                    .is_some_and(|owner| owner.connection_id == self.mailbox.connection_id);
                 if mine {
                     state.owner = None;
                 }

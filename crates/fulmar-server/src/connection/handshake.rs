@@ -15,6 +15,7 @@ use super::io::Io;
 use super::Connection;
 use crate::broker::{Broker, Identity};
 use crate::mailbox::Mailbox;
+use crate::mailbox::Signal;
 use crate::persist::StoreSlot;
 use crate::registry::{DetachedSession, Kick, Owner, SlotState};
 use crate::security::Origin;
@@ -83,12 +84,16 @@ where
         session.set_client_capabilities(ClientCapabilities::from_connect(&connect.properties));
     }
     mailbox.with(|outbox| outbox.set_online(true));
-    let (kick_tx, kick_rx) = oneshot::channel();
+    mailbox.listen(connection_id);
     state.owner = Some(Owner {
         connection_id,
-        kick: kick_tx,
+        mailbox: Arc::clone(&mailbox),
     });
     drop(state);
+    let mailbox = super::Listening {
+        mailbox,
+        connection_id,
+    };
     // The session record is committed before CONNACK: what the client is told about its
     // session (present, expiry) holds across a crash from then on.
     let stored = (expiry_secs, version, identity.username.clone());
@@ -117,7 +122,6 @@ where
     Some(Connection {
         broker: Arc::clone(broker),
         client_id,
-        connection_id,
         version,
         key,
         session,
@@ -126,7 +130,6 @@ where
         will: connect.will.map(Box::new),
         identity,
         slot,
-        kick_rx: Some(kick_rx),
         batch: Vec::new(),
         hold: Default::default(),
         write_gate: None,
@@ -343,7 +346,7 @@ fn session_expiry_requested(connect: &Connect) -> u32 {
 async fn take_previous(state: &mut SlotState) -> Option<DetachedSession> {
     if let Some(owner) = state.owner.take() {
         let (reply, handed_over) = oneshot::channel();
-        if owner.kick.send(Kick { reply }).is_ok() {
+        if owner.mailbox.signal(Signal::Kick(Kick { reply })).is_ok() {
             match tokio::time::timeout(TAKEOVER_TIMEOUT, handed_over).await {
                 Ok(Ok(session)) => return Some(session),
                 _ => tracing::warn!("previous connection did not hand its session over in time"),

@@ -3,10 +3,13 @@
 //! ```text
 //!  accept ─► read CONNECT (within connect_timeout) ─► handshake ─► run loop ─► finish
 //!                                                                   │
-//!     select over: kick (takeover) · shutdown · write wbuf · read+decode · outbox wake · keep-alive
+//!     select over: commit gate · write wbuf · read+decode · mailbox wake · hold · keep-alive
 //! ```
 //! The run loop never blocks on one thing: a peer that stops reading stalls only its own
 //! writes (its outbox then fills and drops, counted), never reads, kicks or the keep-alive.
+//! A takeover (kick) and the broker's shutdown arrive as [`Signal`]s through the session's
+//! mailbox, whose wake-up the loop waits on anyway: an idle connection waits on one wake-up
+//! source, the socket and one timer.
 
 mod finish;
 mod handshake;
@@ -27,13 +30,13 @@ use fulmar_proto::{
     ReasonCode, SubAck, UnsubAck, Will,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 pub use io::Io;
 use io::ReadError;
 
 use crate::broker::Broker;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, Signal};
 use crate::metrics::bump;
 use crate::registry::{Kick, Slot};
 use crate::security::Origin;
@@ -63,11 +66,11 @@ pub(crate) enum Exit {
 pub struct Connection {
     broker: Arc<Broker>,
     client_id: String,
-    connection_id: u64,
     version: ProtocolVersion,
     key: SessionKey,
     session: Session,
-    mailbox: Arc<Mailbox>,
+    /// The session's mailbox, which this connection listens to for signals.
+    mailbox: Listening,
     /// Session Expiry Interval (seconds; `u32::MAX` never; 0 ends with the connection).
     expiry_secs: u32,
     /// Boxed: most clients have none, and inline it would cost every connection 400 bytes.
@@ -75,7 +78,6 @@ pub struct Connection {
     /// Who the client is, for ACL checks.
     identity: Arc<crate::broker::Identity>,
     slot: Arc<Slot>,
-    kick_rx: Option<oneshot::Receiver<Kick>>,
     batch: Vec<Delivery>,
     hold: hold::PublisherHold,
     /// A commit that the bytes in the write buffer must wait for (QoS 2 sends of a stored
@@ -128,7 +130,7 @@ where
         let Some(mut connection) = Box::pin(accepted).await else {
             return;
         };
-        let exit = connection.run(&mut io, &mut shutdown).await;
+        let exit = connection.run(&mut io).await;
         Box::pin(connection.finish(exit, &mut io, peer)).await;
     }
 }
@@ -188,7 +190,7 @@ where
 
 impl Connection {
     /// The run loop: see the module docs.
-    async fn run<R, W>(&mut self, io: &mut Io<R, W>, shutdown: &mut watch::Receiver<bool>) -> Exit
+    async fn run<R, W>(&mut self, io: &mut Io<R, W>) -> Exit
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -202,7 +204,17 @@ impl Connection {
         tokio::pin!(timer);
         let mut armed_deadline = None;
         let mut was_paused = false;
+        // Shutdown began before we were an owner that [`Registry::shut_down`] could signal.
+        if self.broker.registry.is_closing() {
+            return Exit::Shutdown;
+        }
         loop {
+            // Before anything else: a kicked connection must not touch the session further.
+            match self.mailbox.take_signal() {
+                Some(Signal::Kick(kick)) => return Exit::TakenOver(kick),
+                Some(Signal::Shutdown) => return Exit::Shutdown,
+                None => {}
+            }
             // One clock read per wake-up serves every packet handled and every delivery sent
             // in it: they all happen within microseconds, far below the second-granularity
             // of keep-alive, expiry and rate limits, and reading the clock is a measurable
@@ -233,12 +245,6 @@ impl Connection {
             let can_read =
                 io.wbuf.len() < high_water && paused_until.is_none() && !self.hold.is_holding();
             let waiting = self.hold.is_waiting();
-            let kick = async {
-                match self.kick_rx.as_mut() {
-                    Some(rx) => rx.await.ok(),
-                    None => std::future::pending().await,
-                }
-            };
             // Boxed, so that only a connection that holds replies pays for this future (it
             // is polled, and so allocated, only while `waiting`).
             let hold_wait = async { Box::pin(self.hold.wait()).await };
@@ -251,13 +257,6 @@ impl Connection {
             };
             tokio::select! {
                 biased;
-                kick = kick => match kick {
-                    Some(kick) => return Exit::TakenOver(kick),
-                    // The registry dropped our owner entry without a kick: nobody can take
-                    // us over any more, so stop listening.
-                    None => self.kick_rx = None,
-                },
-                _ = shutdown.changed() => return Exit::Shutdown,
                 committed = gate => {
                     if let Err(error) = committed {
                         tracing::warn!(client_id = %self.client_id, %error, "store commit failed; sending anyway");
@@ -276,6 +275,7 @@ impl Connection {
                     Ok(0) | Err(_) => return Exit::Closed,
                     Ok(_) => {}
                 },
+                // Deliveries or a signal (checked at the top of the loop).
                 _ = self.mailbox.notified() => {}
                 woke = hold_wait, if waiting => {
                     if let hold::Woke::Committed(ok) = woke {
@@ -470,7 +470,7 @@ impl Connection {
         match event {
             Event::Publish(publish) => return self.handle_publish(publish, now),
             Event::Subscribe(subscribe) => {
-                let subscriber = (self.key, &self.mailbox, &self.identity);
+                let subscriber = (self.key, &self.mailbox.mailbox, &self.identity);
                 let reasons = match self
                     .broker
                     .subscribe(subscriber, &mut self.session, &subscribe)
@@ -544,6 +544,29 @@ impl Connection {
             Event::Auth(_) => return Some(Exit::Violation(ProtocolError::UnexpectedAuth)),
         }
         None
+    }
+}
+
+/// A connection's hold on its session's mailbox: it stops listening for signals when it
+/// goes away, however it ends (also when its task is aborted), so that a later taker is
+/// refused at once instead of waiting for a kick nobody answers.
+struct Listening {
+    mailbox: Arc<Mailbox>,
+    connection_id: u64,
+}
+
+impl std::ops::Deref for Listening {
+    type Target = Arc<Mailbox>;
+
+    fn deref(&self) -> &Arc<Mailbox> {
+        &self.mailbox
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        // A kick still waiting is dropped with its reply channel: the taker sees that at once.
+        drop(self.mailbox.stop_listening(self.connection_id));
     }
 }
 
