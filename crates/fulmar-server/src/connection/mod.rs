@@ -107,32 +107,52 @@ where
     W: AsyncWrite + Unpin,
 {
     async move {
+        // A binding in this block takes room in the task for as long as any `.await` after
+        // it, even once moved out: bind nothing the run loop does not need.
         let _open = broker.metrics().connection_opened();
-        let admitted = broker
-            .admission
-            .admit(peer.ip(), &broker.config().limits, Instant::now());
-        let _admitted = match admitted {
-            Ok(admitted) => admitted,
-            Err(refusal) => {
-                bump(&broker.metrics().connections_refused);
-                tracing::warn!(%peer, ?refusal, "connection refused by limits");
-                return;
-            }
-        };
-        // Reading CONNECT, the handshake and the close are boxed: their futures are several
-        // times the size of the run loop's, and unboxed they would size the task (a
-        // future is as large as its largest state) of every idle connection.
-        let connect = Box::pin(read_connect(&broker, &mut io, peer, &mut shutdown)).await;
-        let Some(connect) = connect else {
-            return;
-        };
-        let accepted = handshake::accept(&broker, &mut io, connect, connection_id, &origin);
-        let Some(mut connection) = Box::pin(accepted).await else {
+        let _admitted =
+            match broker
+                .admission
+                .admit(peer.ip(), &broker.config().limits, Instant::now())
+            {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    bump(&broker.metrics().connections_refused);
+                    tracing::warn!(%peer, ?refusal, "connection refused by limits");
+                    return;
+                }
+            };
+        // Connecting and the close are boxed: their futures are several times the size of
+        // the run loop's, and unboxed they would size the task (a future is as large as its
+        // largest state) of every idle connection.
+        let connecting = open(
+            &broker,
+            &mut io,
+            &mut shutdown,
+            (&origin, peer, connection_id),
+        );
+        let Some(mut connection) = Box::pin(connecting).await else {
             return;
         };
         let exit = connection.run(&mut io).await;
         Box::pin(connection.finish(exit, &mut io, peer)).await;
     }
+}
+
+/// Reads CONNECT and carries out the handshake: the connection, or `None` when it is to
+/// close instead.
+async fn open<R, W>(
+    broker: &Arc<Broker>,
+    io: &mut Io<R, W>,
+    shutdown: &mut watch::Receiver<bool>,
+    (origin, peer, connection_id): (&Origin, SocketAddr, u64),
+) -> Option<Connection>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let connect = read_connect(broker, io, peer, shutdown).await?;
+    handshake::accept(broker, io, connect, connection_id, origin).await
 }
 
 /// Reads the CONNECT packet; `None` (after answering where the spec says so) when the
@@ -197,10 +217,10 @@ impl Connection {
     {
         let high_water = self.broker.config().limits.max_write_buffer_bytes;
         let max_packet = self.broker.config().limits.max_packet_size as usize;
-        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+        let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
         // One timer for the keep-alive deadline and the end of a publish-rate pause, whichever
         // comes first: every timer is part of the task's size for the connection's life.
-        let timer = tokio::time::sleep_until(far_future.into());
+        let timer = tokio::time::sleep_until(far_future().into());
         tokio::pin!(timer);
         let mut armed_deadline = None;
         let mut was_paused = false;
@@ -229,21 +249,26 @@ impl Connection {
             }
             self.pump(io, high_water, now);
             io.release_empty();
-            let paused_until = self.session.read_paused_until(now);
-            if paused_until.is_some() && !was_paused {
+            let paused = {
+                // Scoped: locals that outlive the `select!` below are part of the task.
+                let paused_until = self.session.read_paused_until(now);
+                let deadline = match (self.session.keep_alive_deadline(), paused_until) {
+                    (Some(keep_alive), Some(until)) => Some(keep_alive.min(until)),
+                    (keep_alive, until) => keep_alive.or(until),
+                };
+                if deadline != armed_deadline {
+                    timer
+                        .as_mut()
+                        .reset(deadline.unwrap_or_else(far_future).into());
+                    armed_deadline = deadline;
+                }
+                paused_until.is_some()
+            };
+            if paused && !was_paused {
                 bump(&self.broker.metrics().publish_rate_pauses);
             }
-            was_paused = paused_until.is_some();
-            let deadline = match (self.session.keep_alive_deadline(), paused_until) {
-                (Some(keep_alive), Some(until)) => Some(keep_alive.min(until)),
-                (keep_alive, until) => keep_alive.or(until),
-            };
-            if deadline != armed_deadline {
-                timer.as_mut().reset(deadline.unwrap_or(far_future).into());
-                armed_deadline = deadline;
-            }
-            let can_read =
-                io.wbuf.len() < high_water && paused_until.is_none() && !self.hold.is_holding();
+            was_paused = paused;
+            let can_read = io.wbuf.len() < high_water && !paused && !self.hold.is_holding();
             let waiting = self.hold.is_waiting();
             // Boxed, so that only a connection that holds replies pays for this future (it
             // is polled, and so allocated, only while `waiting`).
