@@ -38,8 +38,8 @@ pub struct Subscriber {
 pub struct Identity {
     /// The authenticated username; `None` for anonymous clients.
     pub username: Option<String>,
-    /// The client identifier.
-    pub client_id: String,
+    /// The client identifier (shared with the session, its mailbox and registry slot).
+    pub client_id: Arc<str>,
 }
 
 impl Identity {

@@ -5,6 +5,7 @@
 use fulmar_core::{Delivery, Outbox, PushOutcome, QueueLimits};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 
@@ -19,7 +20,7 @@ use crate::registry::Kick;
 ///   `signalled` is true whenever one is stored.
 #[derive(Debug)]
 pub struct Mailbox {
-    client_id: String,
+    client_id: Arc<str>,
     outbox: Mutex<Outbox>,
     /// Wakes the connection: a push into an empty queue, or a [`Signal`].
     notify: Notify,
@@ -69,12 +70,12 @@ pub struct Pushed {
 
 impl Mailbox {
     /// An empty mailbox for an online session.
-    pub fn new(client_id: String, limits: QueueLimits) -> Self {
+    pub fn new(client_id: Arc<str>, limits: QueueLimits) -> Self {
         Mailbox::with_store(client_id, limits, None)
     }
 
     /// An empty mailbox whose session is stored through `store` (see [`StoreSlot`]).
-    pub fn with_store(client_id: String, limits: QueueLimits, store: Option<StoreSlot>) -> Self {
+    pub fn with_store(client_id: Arc<str>, limits: QueueLimits, store: Option<StoreSlot>) -> Self {
         Mailbox {
             client_id,
             outbox: Mutex::new(Outbox::new(limits)),

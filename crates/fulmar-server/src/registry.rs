@@ -94,7 +94,8 @@ pub type Slot = AsyncMutex<SlotState>;
 /// All client ids with a connection or a parked session.
 #[derive(Debug, Default)]
 pub struct Registry {
-    slots: parking_lot::Mutex<HashMap<String, Arc<Slot>>>,
+    /// Keyed by the client id its connections and session share.
+    slots: parking_lot::Mutex<HashMap<Arc<str>, Arc<Slot>>>,
     /// The broker is stopping: a connection that becomes an owner after
     /// [`Registry::shut_down`] went past its slot sees this instead of the signal.
     closing: AtomicBool,
@@ -102,13 +103,13 @@ pub struct Registry {
 
 impl Registry {
     /// The slot for `client_id`, created when absent.
-    pub fn slot(&self, client_id: &str) -> Arc<Slot> {
+    pub fn slot(&self, client_id: &Arc<str>) -> Arc<Slot> {
         let mut slots = self.slots.lock();
         if let Some(slot) = slots.get(client_id) {
             return Arc::clone(slot);
         }
         let slot = Arc::new(Slot::default());
-        slots.insert(client_id.to_string(), Arc::clone(&slot));
+        slots.insert(Arc::clone(client_id), Arc::clone(&slot));
         slot
     }
 
@@ -116,7 +117,7 @@ impl Registry {
     /// again, so the returned one is always the registered one.
     pub async fn lock(
         &self,
-        client_id: &str,
+        client_id: &Arc<str>,
     ) -> (Arc<Slot>, tokio::sync::OwnedMutexGuard<SlotState>) {
         loop {
             let slot = self.slot(client_id);

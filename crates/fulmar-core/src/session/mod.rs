@@ -20,6 +20,7 @@ mod rate;
 mod tests;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ahash::{HashMap, HashMapExt, HashSet};
@@ -144,7 +145,8 @@ pub enum Event {
 ///   unlimited and reading is never paused.
 #[derive(Debug)]
 pub struct Session {
-    client_id: String,
+    /// Shared with the server's copies (registry, mailbox, ACL identity): one allocation.
+    client_id: Arc<str>,
     version: ProtocolVersion,
     /// 1.5 × the negotiated keep-alive [MQTT-3.1.2-24]; `None` when keep-alive is 0.
     keep_alive_grace: Option<Duration>,
@@ -227,7 +229,7 @@ impl Session {
 impl Session {
     /// A new session for `client_id`, connected now with the given keep-alive (seconds).
     pub fn new(
-        client_id: String,
+        client_id: Arc<str>,
         version: ProtocolVersion,
         keep_alive_secs: u16,
         limits: SessionLimits,
@@ -292,6 +294,11 @@ impl Session {
 
     /// The client identifier.
     pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The client identifier, to share rather than copy.
+    pub fn shared_client_id(&self) -> &Arc<str> {
         &self.client_id
     }
 

@@ -5,6 +5,7 @@
 //! each packet and each batch of sends, and turns them into store mutations. The session
 //! itself never touches the store (sans IO).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use fulmar_proto::{PacketId, ProtocolVersion, SubscriptionOptions, TopicFilter};
@@ -63,7 +64,7 @@ impl Session {
     /// Rebuilds a parked persistent session from the store after a restart. It is attached
     /// to its next connection with [`Session::attach`], which re-sends the open exchanges.
     pub fn restore(
-        client_id: String,
+        client_id: Arc<str>,
         version: ProtocolVersion,
         limits: SessionLimits,
         state: RestoredState,

@@ -102,7 +102,7 @@ impl Connection {
 
     /// Logs why the connection ended; returns the reason to tell an MQTT 5 client, if any.
     fn log_exit(&self, exit: &Exit, peer: SocketAddr) -> Option<ReasonCode> {
-        let client_id = self.client_id.as_str();
+        let client_id = &*self.client_id;
         match exit {
             Exit::ClientDisconnect { .. } => {
                 tracing::debug!(client_id, %peer, "client disconnected");

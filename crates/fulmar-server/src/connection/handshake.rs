@@ -57,9 +57,10 @@ where
             return None;
         }
     };
+    let client_id: Arc<str> = client_id.into();
     let identity = Arc::new(Identity {
         username,
-        client_id: client_id.clone(),
+        client_id: Arc::clone(&client_id),
     });
 
     let config = broker.config();
@@ -142,7 +143,7 @@ fn resume_or_create(
     broker: &Broker,
     previous: Option<DetachedSession>,
     connect: &Connect,
-    client_id: &str,
+    client_id: &Arc<str>,
     expiry_secs: u32,
 ) -> (DetachedSession, bool) {
     let limits = broker.config().session_limits();
@@ -163,7 +164,7 @@ fn resume_or_create(
                 broker.end_session(prev);
             }
             let mut session = Session::new(
-                client_id.to_string(),
+                Arc::clone(client_id),
                 version,
                 connect.keep_alive,
                 limits,
@@ -172,10 +173,10 @@ fn resume_or_create(
             let queue_limits = broker.config().queue_limits();
             // A persistent session is stored (when persistence is on); it logs its changes.
             let store = (expiry_secs > 0 && broker.persistence().is_some())
-                .then(|| StoreSlot::new(Arc::from(client_id), 0));
+                .then(|| StoreSlot::new(Arc::clone(client_id), 0));
             session.set_recording(store.is_some());
             let mailbox = Arc::new(Mailbox::with_store(
-                client_id.to_string(),
+                Arc::clone(client_id),
                 queue_limits,
                 store,
             ));

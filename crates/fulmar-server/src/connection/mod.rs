@@ -65,7 +65,8 @@ pub(crate) enum Exit {
 /// An established connection and the session it owns.
 pub struct Connection {
     broker: Arc<Broker>,
-    client_id: String,
+    /// Shared with the session, its mailbox, the identity and the registry.
+    client_id: Arc<str>,
     version: ProtocolVersion,
     key: SessionKey,
     session: Session,

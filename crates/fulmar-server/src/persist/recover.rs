@@ -139,7 +139,7 @@ impl Broker {
             inbound_qos2: stored.inbound_qos2.clone(),
         };
         let session = Session::restore(
-            client_id.to_string(),
+            Arc::clone(&client_id),
             record.protocol_version,
             config.session_limits(),
             state,
@@ -147,7 +147,7 @@ impl Broker {
         );
         let slot = StoreSlot::new(Arc::clone(&client_id), stored.next_seq());
         let mailbox = Arc::new(Mailbox::with_store(
-            client_id.to_string(),
+            Arc::clone(&client_id),
             config.queue_limits(),
             Some(slot),
         ));
@@ -159,7 +159,7 @@ impl Broker {
         let key = self.new_session_key();
         let identity = Arc::new(Identity {
             username: record.username.clone(),
-            client_id: client_id.to_string(),
+            client_id: Arc::clone(&client_id),
         });
         {
             let mut tree = self.subscriptions.write();
