@@ -7,6 +7,7 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 use crate::persist::StoreSlot;
@@ -180,8 +181,10 @@ impl Mailbox {
     }
 
     /// Waits until a push or a signal wakes this mailbox (a permit is kept if none waits).
-    pub async fn notified(&self) {
-        self.notify.notified().await;
+    /// tokio's future itself rather than an async fn around it: the run loop of every idle
+    /// connection holds it.
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
     }
 
     /// Makes connection `connection_id` (never 0) the one that receives signals, dropping

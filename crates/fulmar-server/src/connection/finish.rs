@@ -89,11 +89,11 @@ impl Connection {
                 }
                 if mine && detached.is_persistent() {
                     super::store::store_parked(&self.broker, &detached);
-                    lifecycle::park(&self.broker, &self.client_id, &self.slot, &mut state, detached);
+                    lifecycle::park(&self.broker, &self.identity.client_id, &self.slot, &mut state, detached);
                 } else {
                     self.broker.end_session(detached);
                     if state.owner.is_none() && state.detached.is_none() && !state.removed {
-                        self.broker.registry.remove(&self.client_id, &self.slot, &mut state);
+                        self.broker.registry.remove(&self.identity.client_id, &self.slot, &mut state);
                     }
                 }
             }
@@ -102,7 +102,7 @@ impl Connection {
 
     /// Logs why the connection ended; returns the reason to tell an MQTT 5 client, if any.
     fn log_exit(&self, exit: &Exit, peer: SocketAddr) -> Option<ReasonCode> {
-        let client_id = &*self.client_id;
+        let client_id = &**self.client_id();
         match exit {
             Exit::ClientDisconnect { .. } => {
                 tracing::debug!(client_id, %peer, "client disconnected");

@@ -122,7 +122,6 @@ where
 
     Some(Connection {
         broker: Arc::clone(broker),
-        client_id,
         version,
         key,
         session,

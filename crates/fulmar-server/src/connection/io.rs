@@ -7,16 +7,16 @@
 //! [`Io::release_empty`]).
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::task::{ready, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use fulmar_proto::{
     decode, encode, encode_publish_view, DecodeError, Packet, ProtocolVersion, PublishView,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::write_queue::WriteQueue;
 
@@ -161,17 +161,17 @@ fn publish_size_hint(publish: PublishView<'_>) -> usize {
 /// `rbuf` becomes exactly the bytes read (split off the slab when the read was large, a
 /// copy when it was small). With a partial packet buffered the read goes straight into
 /// `rbuf`. Cancel-safe: bytes are in `rbuf` once it returns.
-pub(crate) async fn read_some<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    rbuf: &mut BytesMut,
-) -> std::io::Result<usize> {
-    if !rbuf.is_empty() {
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            rbuf.reserve(READ_CHUNK);
+///
+/// One `poll_fn` (16 bytes) rather than an async fn around it: the run loop of every idle
+/// connection holds this future.
+pub(crate) fn read_some<'a, R: AsyncRead + Unpin>(
+    reader: &'a mut R,
+    rbuf: &'a mut BytesMut,
+) -> impl Future<Output = std::io::Result<usize>> + 'a {
+    poll_fn(move |cx| {
+        if !rbuf.is_empty() {
+            return poll_read_into(reader, rbuf, cx);
         }
-        return reader.read_buf(rbuf).await;
-    }
-    poll_fn(|cx| {
         READ_SLAB.with_borrow_mut(|slab| {
             debug_assert!(slab.is_empty());
             if slab.capacity() < SLAB_MIN_ROOM {
@@ -196,7 +196,25 @@ pub(crate) async fn read_some<R: AsyncRead + Unpin>(
             Poll::Ready(Ok(read))
         })
     })
-    .await
+}
+
+/// `read_buf` as a poll function: reads into the spare capacity of `rbuf`, which first gets
+/// [`READ_CHUNK`] more when little is left.
+fn poll_read_into<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+        rbuf.reserve(READ_CHUNK);
+    }
+    let mut buf = ReadBuf::uninit(rbuf.spare_capacity_mut());
+    ready!(Pin::new(reader).poll_read(cx, &mut buf))?;
+    let read = buf.filled().len();
+    // SAFETY: `ReadBuf` hands out as filled only bytes that were written, and they are the
+    // first `read` bytes of the spare capacity after `rbuf.len()`.
+    unsafe { rbuf.set_len(rbuf.len() + read) };
+    Poll::Ready(Ok(read))
 }
 
 #[cfg(test)]

@@ -65,8 +65,6 @@ pub(crate) enum Exit {
 /// An established connection and the session it owns.
 pub struct Connection {
     broker: Arc<Broker>,
-    /// Shared with the session, its mailbox, the identity and the registry.
-    client_id: Arc<str>,
     version: ProtocolVersion,
     key: SessionKey,
     session: Session,
@@ -76,7 +74,7 @@ pub struct Connection {
     expiry_secs: u32,
     /// Boxed: most clients have none, and inline it would cost every connection 400 bytes.
     will: Option<Box<Will>>,
-    /// Who the client is, for ACL checks.
+    /// Who the client is, for ACL checks; also where the connection finds its client id.
     identity: Arc<crate::broker::Identity>,
     slot: Arc<Slot>,
     batch: Vec<Delivery>,
@@ -210,6 +208,11 @@ where
 }
 
 impl Connection {
+    /// The client identifier (one allocation, shared with the session, mailbox and registry).
+    fn client_id(&self) -> &Arc<str> {
+        &self.identity.client_id
+    }
+
     /// The run loop: see the module docs.
     async fn run<R, W>(&mut self, io: &mut Io<R, W>) -> Exit
     where
@@ -281,11 +284,14 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
+            // Set by a write that emptied the buffer; the flush is awaited after `select!`, so
+            // that the select's output is not kept across it (and in the task's size).
+            let mut flush = false;
             tokio::select! {
                 biased;
                 committed = gate => {
                     if let Err(error) = committed {
-                        tracing::warn!(client_id = %self.client_id, %error, "store commit failed; sending anyway");
+                        tracing::warn!(client_id = %self.client_id(), %error, "store commit failed; sending anyway");
                     }
                     self.write_gate = None;
                 }
@@ -293,9 +299,7 @@ impl Connection {
                     if matches!(written, Ok(0) | Err(_)) {
                         return Exit::Closed;
                     }
-                    if io.wbuf.is_empty() {
-                        let _ = io.writer.flush().await;
-                    }
+                    flush = io.wbuf.is_empty();
                 }
                 read = io::read_some(&mut io.reader, &mut io.rbuf), if can_read => match read {
                     Ok(0) | Err(_) => return Exit::Closed,
@@ -318,6 +322,9 @@ impl Connection {
                         return Exit::Violation(e);
                     }
                 }
+            }
+            if flush {
+                let _ = io.writer.flush().await;
             }
         }
     }
@@ -422,7 +429,7 @@ impl Connection {
         {
             // 3.1.1 has no way to refuse: the message is dropped (and still
             // acknowledged); MQTT 5 answers 0x87 for QoS 1/2.
-            tracing::info!(client_id = %self.client_id, topic, "publish denied by ACL");
+            tracing::info!(client_id = %self.client_id(), topic, "publish denied by ACL");
             bump(&self.broker.metrics().publishes_denied);
             let denied = (publish.qos, publish.packet_id, ReasonCode::NotAuthorized);
             self.hold

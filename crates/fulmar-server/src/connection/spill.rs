@@ -32,7 +32,7 @@ impl Connection {
         let (Some(client_id), Some(persistence)) = (self.stored_id(), self.broker.persistence())
         else {
             // Only stored sessions spill; this is unreachable short of a bug.
-            tracing::error!(client_id = %self.client_id, lost = spilled.len(), "spilled queue without a store");
+            tracing::error!(client_id = %self.client_id(), lost = spilled.len(), "spilled queue without a store");
             return;
         };
         let seqs: Vec<u64> = spilled.iter().map(|s| s.stored.seq).collect();
@@ -41,7 +41,7 @@ impl Connection {
             Err(error) => {
                 // The entries stay in the store and come back with the next resume or
                 // restart; this connection cannot send them.
-                tracing::error!(client_id = %self.client_id, %error, entries = seqs.len(), "cannot read the queue back from the store");
+                tracing::error!(client_id = %self.client_id(), %error, entries = seqs.len(), "cannot read the queue back from the store");
                 bump(&self.broker.metrics().store_read_failures);
                 return;
             }
@@ -49,7 +49,7 @@ impl Connection {
         let now_ms = unix_ms_now();
         for (seq, queued) in seqs.into_iter().zip(found) {
             let Some(queued) = queued else {
-                tracing::error!(client_id = %self.client_id, seq, "spilled delivery missing from the store");
+                tracing::error!(client_id = %self.client_id(), seq, "spilled delivery missing from the store");
                 bump(&self.broker.metrics().store_read_failures);
                 continue;
             };

@@ -17,6 +17,7 @@
 //! drained one keeps its whole capacity for reuse.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -144,12 +145,13 @@ impl WriteQueue {
         Poll::Ready(Ok(written))
     }
 
-    /// Writes once; see [`WriteQueue::poll_write`].
-    pub async fn write_some<W: AsyncWrite + Unpin>(
-        &mut self,
-        writer: &mut W,
-    ) -> std::io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_write(writer, cx)).await
+    /// Writes once; see [`WriteQueue::poll_write`]. A plain `poll_fn` (16 bytes) rather than
+    /// an async fn around it: the run loop of every connection holds this future.
+    pub fn write_some<'a, W: AsyncWrite + Unpin>(
+        &'a mut self,
+        writer: &'a mut W,
+    ) -> impl Future<Output = std::io::Result<usize>> + 'a {
+        std::future::poll_fn(move |cx| self.poll_write(writer, cx))
     }
 
     /// Drops the first `written` bytes; a fully written chunk becomes the spare.
