@@ -276,8 +276,9 @@ impl Config {
             retain_available: self.mqtt.retain_available,
             validate_utf8_payload: self.mqtt.validate_utf8_payloads,
             outbound_topic_aliases: self.mqtt.outbound_topic_aliases,
-            max_topic_len: self.limits.max_topic_len,
-            max_topic_levels: self.limits.max_topic_levels,
+            // Both are validated to 1..=65,535.
+            max_topic_len: u16::try_from(self.limits.max_topic_len).unwrap_or(u16::MAX),
+            max_topic_levels: u16::try_from(self.limits.max_topic_levels).unwrap_or(u16::MAX),
             publish_rate_messages: self.limits.publish_rate_messages,
             publish_rate_bytes: self.limits.publish_rate_bytes,
         }

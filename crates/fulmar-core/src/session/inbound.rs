@@ -12,8 +12,9 @@ impl Session {
     ) -> Result<Option<Event>, ProtocolError> {
         self.resolve_topic_alias(&mut publish)?;
         let topic = publish.topic.as_str();
-        if topic.len() > self.limits.max_topic_len
-            || topic.bytes().filter(|&b| b == b'/').count() + 1 > self.limits.max_topic_levels
+        if topic.len() > usize::from(self.limits.max_topic_len)
+            || topic.bytes().filter(|&b| b == b'/').count() + 1
+                > usize::from(self.limits.max_topic_levels)
         {
             return Err(ProtocolError::TopicNameTooLong);
         }

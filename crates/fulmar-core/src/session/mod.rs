@@ -54,10 +54,10 @@ pub struct SessionLimits {
     pub validate_utf8_payload: bool,
     /// Use topic aliases towards clients that accept them.
     pub outbound_topic_aliases: bool,
-    /// Longest topic name accepted in PUBLISH, bytes.
-    pub max_topic_len: usize,
+    /// Longest topic name accepted in PUBLISH, bytes (no topic name is longer than 65,535).
+    pub max_topic_len: u16,
     /// Most levels accepted in a PUBLISH topic name.
-    pub max_topic_levels: usize,
+    pub max_topic_levels: u16,
     /// PUBLISH packets per second before reads pause (0: unlimited).
     pub publish_rate_messages: u32,
     /// PUBLISH payload bytes per second before reads pause (0: unlimited).
@@ -148,8 +148,10 @@ pub struct Session {
     /// Shared with the server's copies (registry, mailbox, ACL identity): one allocation.
     client_id: Arc<str>,
     version: ProtocolVersion,
-    /// 1.5 × the negotiated keep-alive [MQTT-3.1.2-24]; `None` when keep-alive is 0.
-    keep_alive_grace: Option<Duration>,
+    /// The negotiated keep-alive in seconds (0: none); the connection ends 1.5 × this after
+    /// the last packet [MQTT-3.1.2-24]. Seconds, not a `Duration`: 2 bytes instead of 16 in
+    /// every session.
+    keep_alive_secs: u16,
     last_received: Instant,
     limits: SessionLimits,
     client: ClientCapabilities,
@@ -238,7 +240,7 @@ impl Session {
         Session {
             client_id,
             version,
-            keep_alive_grace: grace(keep_alive_secs),
+            keep_alive_secs,
             last_received: now,
             limits,
             client: ClientCapabilities::default(),
@@ -262,7 +264,7 @@ impl Session {
         now: Instant,
     ) {
         self.version = version;
-        self.keep_alive_grace = grace(keep_alive_secs);
+        self.keep_alive_secs = keep_alive_secs;
         self.last_received = now;
         self.limits = limits;
         self.extras = Extras::for_limits(self.extras.take(), &limits, now);
@@ -335,7 +337,7 @@ impl Session {
 
     /// Replaces the keep-alive (e.g. with the MQTT 5 Server Keep Alive the server imposed).
     pub fn set_keep_alive(&mut self, keep_alive_secs: u16) {
-        self.keep_alive_grace = grace(keep_alive_secs);
+        self.keep_alive_secs = keep_alive_secs;
     }
 
     /// Until when the server must stop reading from the client because it exceeded its
@@ -347,8 +349,8 @@ impl Session {
 
     /// When the connection must be closed if no packet arrives before it.
     pub fn keep_alive_deadline(&self) -> Option<Instant> {
-        self.keep_alive_grace
-            .map(|grace| self.last_received + grace)
+        let grace = Duration::from_millis(u64::from(self.keep_alive_secs) * 1500);
+        (self.keep_alive_secs > 0).then(|| self.last_received + grace)
     }
 
     /// [MQTT-3.1.2-24] fails when no packet arrived within 1.5 × keep-alive.
@@ -453,10 +455,6 @@ fn reply_properties(packet: &mut Packet) -> Option<&mut Properties> {
         Packet::Auth(auth) => Some(&mut auth.properties),
         _ => None,
     }
-}
-
-fn grace(keep_alive_secs: u16) -> Option<Duration> {
-    (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500))
 }
 
 fn ack(packet_id: PacketId, reason: ReasonCode) -> Ack {

@@ -214,117 +214,123 @@ impl Connection {
     }
 
     /// The run loop: see the module docs.
-    async fn run<R, W>(&mut self, io: &mut Io<R, W>) -> Exit
+    ///
+    /// Not an async fn, for the reason given at [`serve`]: its future is part of every idle
+    /// connection's task, and an async fn would keep `self` and `io` twice.
+    #[allow(clippy::manual_async_fn)] // Deliberately not an async fn: see above.
+    fn run<'a, R, W>(&'a mut self, io: &'a mut Io<R, W>) -> impl Future<Output = Exit> + 'a
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let high_water = self.broker.config().limits.max_write_buffer_bytes;
-        let max_packet = self.broker.config().limits.max_packet_size as usize;
-        let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
-        // One timer for the keep-alive deadline and the end of a publish-rate pause, whichever
-        // comes first: every timer is part of the task's size for the connection's life.
-        let timer = tokio::time::sleep_until(far_future().into());
-        tokio::pin!(timer);
-        let mut armed_deadline = None;
-        let mut was_paused = false;
-        // Shutdown began before we were an owner that [`Registry::shut_down`] could signal.
-        if self.broker.registry.is_closing() {
-            return Exit::Shutdown;
-        }
-        loop {
-            // Before anything else: a kicked connection must not touch the session further.
-            match self.mailbox.take_signal() {
-                Some(Signal::Kick(kick)) => return Exit::TakenOver(kick),
-                Some(Signal::Shutdown) => return Exit::Shutdown,
-                None => {}
+        async move {
+            let high_water = self.broker.config().limits.max_write_buffer_bytes;
+            let max_packet = self.broker.config().limits.max_packet_size as usize;
+            let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
+            // One timer for the keep-alive deadline and the end of a publish-rate pause, whichever
+            // comes first: every timer is part of the task's size for the connection's life.
+            let timer = tokio::time::sleep_until(far_future().into());
+            tokio::pin!(timer);
+            let mut armed_deadline = None;
+            let mut was_paused = false;
+            // Shutdown began before we were an owner that [`Registry::shut_down`] could signal.
+            if self.broker.registry.is_closing() {
+                return Exit::Shutdown;
             }
-            // One clock read per wake-up serves every packet handled and every delivery sent
-            // in it: they all happen within microseconds, far below the second-granularity
-            // of keep-alive, expiry and rate limits, and reading the clock is a measurable
-            // share of the per-message cost.
-            let now = Instant::now();
-            // Whole packets may already be buffered: pipelined behind CONNECT, or held back
-            // while reading was paused (publish rate, or a congested subscriber).
-            if !self.reading_paused(now) {
-                if let Some(exit) = self.handle_input(io, max_packet, now) {
-                    return exit;
+            loop {
+                // Before anything else: a kicked connection must not touch the session further.
+                match self.mailbox.take_signal() {
+                    Some(Signal::Kick(kick)) => return Exit::TakenOver(kick),
+                    Some(Signal::Shutdown) => return Exit::Shutdown,
+                    None => {}
                 }
-            }
-            self.pump(io, high_water, now);
-            io.release_empty();
-            let paused = {
-                // Scoped: locals that outlive the `select!` below are part of the task.
-                let paused_until = self.session.read_paused_until(now);
-                let deadline = match (self.session.keep_alive_deadline(), paused_until) {
-                    (Some(keep_alive), Some(until)) => Some(keep_alive.min(until)),
-                    (keep_alive, until) => keep_alive.or(until),
+                // One clock read per wake-up serves every packet handled and every delivery sent
+                // in it: they all happen within microseconds, far below the second-granularity
+                // of keep-alive, expiry and rate limits, and reading the clock is a measurable
+                // share of the per-message cost.
+                let now = Instant::now();
+                // Whole packets may already be buffered: pipelined behind CONNECT, or held back
+                // while reading was paused (publish rate, or a congested subscriber).
+                if !self.reading_paused(now) {
+                    if let Some(exit) = self.handle_input(io, max_packet, now) {
+                        return exit;
+                    }
+                }
+                self.pump(io, high_water, now);
+                io.release_empty();
+                let paused = {
+                    // Scoped: locals that outlive the `select!` below are part of the task.
+                    let paused_until = self.session.read_paused_until(now);
+                    let deadline = match (self.session.keep_alive_deadline(), paused_until) {
+                        (Some(keep_alive), Some(until)) => Some(keep_alive.min(until)),
+                        (keep_alive, until) => keep_alive.or(until),
+                    };
+                    if deadline != armed_deadline {
+                        timer
+                            .as_mut()
+                            .reset(deadline.unwrap_or_else(far_future).into());
+                        armed_deadline = deadline;
+                    }
+                    paused_until.is_some()
                 };
-                if deadline != armed_deadline {
-                    timer
-                        .as_mut()
-                        .reset(deadline.unwrap_or_else(far_future).into());
-                    armed_deadline = deadline;
+                if paused && !was_paused {
+                    bump(&self.broker.metrics().publish_rate_pauses);
                 }
-                paused_until.is_some()
-            };
-            if paused && !was_paused {
-                bump(&self.broker.metrics().publish_rate_pauses);
-            }
-            was_paused = paused;
-            let can_read = io.wbuf.len() < high_water && !paused && !self.hold.is_holding();
-            let waiting = self.hold.is_waiting();
-            // Boxed, so that only a connection that holds replies pays for this future (it
-            // is polled, and so allocated, only while `waiting`).
-            let hold_wait = async { Box::pin(self.hold.wait()).await };
-            let gated = self.write_gate.is_some();
-            let gate = async {
-                match self.write_gate.as_mut() {
-                    Some(ticket) => ticket.await,
-                    None => std::future::pending().await,
-                }
-            };
-            // Set by a write that emptied the buffer; the flush is awaited after `select!`, so
-            // that the select's output is not kept across it (and in the task's size).
-            let mut flush = false;
-            tokio::select! {
-                biased;
-                committed = gate => {
-                    if let Err(error) = committed {
-                        tracing::warn!(client_id = %self.client_id(), %error, "store commit failed; sending anyway");
+                was_paused = paused;
+                let can_read = io.wbuf.len() < high_water && !paused && !self.hold.is_holding();
+                let waiting = self.hold.is_waiting();
+                // Boxed, so that only a connection that holds replies pays for this future (it
+                // is polled, and so allocated, only while `waiting`).
+                let hold_wait = async { Box::pin(self.hold.wait()).await };
+                let gated = self.write_gate.is_some();
+                let gate = async {
+                    match self.write_gate.as_mut() {
+                        Some(ticket) => ticket.await,
+                        None => std::future::pending().await,
                     }
-                    self.write_gate = None;
-                }
-                written = io.wbuf.write_some(&mut io.writer), if !io.wbuf.is_empty() && !gated => {
-                    if matches!(written, Ok(0) | Err(_)) {
-                        return Exit::Closed;
+                };
+                // Set by a write that emptied the buffer; the flush is awaited after `select!`, so
+                // that the select's output is not kept across it (and in the task's size).
+                let mut flush = false;
+                tokio::select! {
+                    biased;
+                    committed = gate => {
+                        if let Err(error) = committed {
+                            tracing::warn!(client_id = %self.client_id(), %error, "store commit failed; sending anyway");
+                        }
+                        self.write_gate = None;
                     }
-                    flush = io.wbuf.is_empty();
-                }
-                read = io::read_some(&mut io.reader, &mut io.rbuf), if can_read => match read {
-                    Ok(0) | Err(_) => return Exit::Closed,
-                    Ok(_) => {}
-                },
-                // Deliveries or a signal (checked at the top of the loop).
-                _ = self.mailbox.notified() => {}
-                woke = hold_wait, if waiting => {
-                    if let hold::Woke::Committed(ok) = woke {
-                        self.hold.committed(ok);
+                    written = io.wbuf.write_some(&mut io.writer), if !io.wbuf.is_empty() && !gated => {
+                        if matches!(written, Ok(0) | Err(_)) {
+                            return Exit::Closed;
+                        }
+                        flush = io.wbuf.is_empty();
                     }
-                    if self.hold.release_ready(&mut self.session, Instant::now()) {
-                        bump(&self.broker.metrics().publisher_holds_expired);
+                    read = io::read_some(&mut io.reader, &mut io.rbuf), if can_read => match read {
+                        Ok(0) | Err(_) => return Exit::Closed,
+                        Ok(_) => {}
+                    },
+                    // Deliveries or a signal (checked at the top of the loop).
+                    _ = self.mailbox.notified() => {}
+                    woke = hold_wait, if waiting => {
+                        if let hold::Woke::Committed(ok) = woke {
+                            self.hold.committed(ok);
+                        }
+                        if self.hold.release_ready(&mut self.session, Instant::now()) {
+                            bump(&self.broker.metrics().publisher_holds_expired);
+                        }
                     }
-                }
-                // The keep-alive deadline or the end of a read pause (the loop re-checks it).
-                _ = &mut timer => {
-                    if let Err(e) = self.session.check_keep_alive(Instant::now()) {
-                        bump(&self.broker.metrics().keep_alive_timeouts);
-                        return Exit::Violation(e);
+                    // The keep-alive deadline or the end of a read pause (the loop re-checks it).
+                    _ = &mut timer => {
+                        if let Err(e) = self.session.check_keep_alive(Instant::now()) {
+                            bump(&self.broker.metrics().keep_alive_timeouts);
+                            return Exit::Violation(e);
+                        }
                     }
                 }
-            }
-            if flush {
-                let _ = io.writer.flush().await;
+                if flush {
+                    let _ = io.writer.flush().await;
+                }
             }
         }
     }
