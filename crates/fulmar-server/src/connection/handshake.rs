@@ -130,7 +130,6 @@ where
         will: connect.will.map(Box::new),
         identity,
         slot,
-        batch: Vec::new(),
         hold: Default::default(),
         write_gate: None,
     })

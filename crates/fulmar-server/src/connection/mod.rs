@@ -19,6 +19,7 @@ mod spill;
 mod store;
 mod write_queue;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,14 @@ use crate::security::Origin;
 
 /// Deliveries taken from the outbox per lock.
 const BATCH: usize = 64;
+
+thread_local! {
+    /// The deliveries `pump` has taken from an outbox and not yet encoded: per thread, not
+    /// per connection, so that a connection that once received a burst does not keep room
+    /// for 64 deliveries (5 KiB) for the rest of its life. Empty between `pump` calls,
+    /// which never await.
+    static DELIVERIES: Cell<Vec<Delivery>> = const { Cell::new(Vec::new()) };
+}
 
 /// Why the run loop ended; decides the will and what happens to the session.
 #[derive(Debug)]
@@ -77,7 +86,6 @@ pub struct Connection {
     /// Who the client is, for ACL checks; also where the connection finds its client id.
     identity: Arc<crate::broker::Identity>,
     slot: Arc<Slot>,
-    batch: Vec<Delivery>,
     hold: hold::PublisherHold,
     /// A commit that the bytes in the write buffer must wait for (QoS 2 sends of a stored
     /// session; see `flush_persist`).
@@ -347,19 +355,19 @@ impl Connection {
         }
         let (mut sent, mut expired, mut too_large) = (0u64, 0u64, 0u64);
         let mut dropped_stored = Vec::new();
+        let mut batch = DELIVERIES.take();
         while io.wbuf.len() < high_water {
             let window = self.session.outbound_window();
-            let batch = &mut self.batch;
             self.mailbox
-                .with(|outbox| outbox.pop_batch(window, BATCH, batch));
-            if self.batch.is_empty() {
-                self.unspill(window, now);
-                if self.batch.is_empty() {
+                .with(|outbox| outbox.pop_batch(window, BATCH, &mut batch));
+            if batch.is_empty() {
+                self.unspill(window, now, &mut batch);
+                if batch.is_empty() {
                     break;
                 }
             }
             let version = self.version;
-            for delivery in self.batch.drain(..) {
+            for delivery in batch.drain(..) {
                 let stored = delivery.stored;
                 let queue = |publish: PublishView<'_>| io.queue_publish(publish, version);
                 match self.session.deliver_with(delivery, now, queue) {
@@ -373,6 +381,7 @@ impl Connection {
                 dropped_stored.extend(stored);
             }
         }
+        DELIVERIES.set(batch);
         self.forget_stored(&dropped_stored);
         if sent + expired + too_large > 0 {
             self.mailbox.after_drain();

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use fulmar_core::{SpilledRef, StoredRef};
+use fulmar_core::{Delivery, SpilledRef, StoredRef};
 use fulmar_store::Mutation;
 
 use super::{Connection, BATCH};
@@ -20,9 +20,9 @@ use crate::persist::{delivery_of, message_of, unix_ms_now};
 
 impl Connection {
     /// Takes the spilled entries at the front of the outbox (at most `window`, the free
-    /// inflight slots) and puts their deliveries, read from the store, into `self.batch`.
+    /// inflight slots) and puts their deliveries, read from the store, into `batch`.
     /// `now` must be the instant the caller checks expiry against.
-    pub(super) fn unspill(&mut self, window: usize, now: Instant) {
+    pub(super) fn unspill(&mut self, window: usize, now: Instant, batch: &mut Vec<Delivery>) {
         let mut spilled: Vec<SpilledRef> = Vec::new();
         self.mailbox
             .with(|outbox| outbox.pop_spilled(window.min(BATCH), &mut spilled));
@@ -54,7 +54,7 @@ impl Connection {
                 continue;
             };
             let message = Arc::new(message_of(&queued.message, now, now_ms));
-            self.batch.push(delivery_of(&queued, message, seq));
+            batch.push(delivery_of(&queued, message, seq));
         }
     }
 
