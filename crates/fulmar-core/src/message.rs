@@ -36,6 +36,18 @@ pub struct Message {
 }
 
 impl Message {
+    /// A copy whose topic and payload own their bytes, for a message kept long (retained):
+    /// decoded ones are slices of the read buffer they arrived in, which can be far larger
+    /// than the message (reads of 4 KiB or more share a 256 KiB slab).
+    pub fn detached(&self) -> Message {
+        Message {
+            topic: self.topic.detached(),
+            payload: Bytes::copy_from_slice(&self.payload),
+            properties: self.properties.clone(),
+            ..*self
+        }
+    }
+
     /// Builds the routed message from an inbound PUBLISH whose topic is resolved.
     /// `now` starts the Message Expiry Interval, if the publisher set one.
     pub fn from_publish(publish: Publish, origin: Option<SessionKey>, now: Instant) -> Self {
@@ -123,5 +135,30 @@ impl Delivery {
     /// Bytes this delivery accounts for in queue limits.
     pub fn queued_size(&self) -> usize {
         self.message.queued_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detached_message_keeps_nothing_of_the_read_buffer() {
+        let read = Bytes::from(vec![b'x'; 256 * 1024]);
+        let topic = TopicName::from_bytes(read.slice(0..5)).unwrap();
+        let message = Message {
+            topic,
+            payload: read.slice(5..4101),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties::default(),
+            origin: None,
+            expires_at: None,
+        };
+        let detached = message.detached();
+        assert_eq!(detached, message);
+        let buffer = read.as_ptr_range();
+        assert!(!buffer.contains(&detached.payload.as_ptr()));
+        assert!(!buffer.contains(&detached.topic.as_bytes().as_ptr()));
     }
 }

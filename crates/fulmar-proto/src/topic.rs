@@ -225,6 +225,12 @@ impl TopicName {
         Ok(Self(bytes))
     }
 
+    /// The same name in an allocation of its own: a decoded name is a slice of the read
+    /// buffer it arrived in, and keeps all of that buffer alive as long as it lives.
+    pub fn detached(&self) -> Self {
+        Self(Bytes::copy_from_slice(&self.0))
+    }
+
     /// The empty topic name: only valid in an MQTT 5.0 PUBLISH that carries a Topic Alias, which
     /// the session resolves to the real name (MQTT 5.0 section 3.3.2.3.4).
     pub const fn empty() -> Self {

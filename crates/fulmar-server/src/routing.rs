@@ -143,7 +143,7 @@ impl Broker {
         } else if retained.len() < self.config().limits.max_retained_messages
             || retained.get(topic).is_some()
         {
-            retained.insert(topic, Arc::clone(message));
+            retained.insert(topic, Arc::new(message.detached()));
             if let Some(persistence) = self.persistence() {
                 batch.push(Mutation::PutRetained(stored_body(
                     persistence,

@@ -24,14 +24,19 @@ use super::write_queue::WriteQueue;
 /// arrives in few reads.
 const READ_CHUNK: usize = 16 * 1024;
 /// The per-thread slab that reads into an empty read buffer land in: as large as a busy
-/// publisher's pipelined packets in one syscall should be.
-const SLAB: usize = 64 * 1024;
+/// publisher's pipelined packets in one syscall should be. 64 KiB reads made 4 KiB pairs
+/// QoS 1 cost one read and one write syscall per ~14 messages; 256 KiB (reads of at least
+/// 64 KiB) cut that by a third and the broker's CPU per message by ~20 %.
+const SLAB: usize = 256 * 1024;
 /// A slab with less room left than this is replaced before the next read (a shorter read
 /// only means one more syscall).
-const SLAB_MIN_ROOM: usize = 16 * 1024;
+const SLAB_MIN_ROOM: usize = 64 * 1024;
 /// Reads at least this large keep their bytes where they landed in the slab (the read
 /// buffer and the payloads decoded from it share the slab's allocation); smaller ones are
-/// copied out, so a small message, retained or queued for long, never pins a whole slab.
+/// copied out, so a lone small message never pins a whole slab. Retained messages are
+/// copied out of it when stored (`Message::detached`); a message queued for an offline
+/// session keeps its slab alive until it is delivered (bounded by the queue limits, which
+/// count payload bytes, times at most the slab's size over the read's).
 const ZERO_COPY_READ: usize = 4 * 1024;
 /// Size hint for a packet other than PUBLISH (acks are 2-4 bytes, CONNACK and SUBACK small).
 const SMALL_PACKET: usize = 64;
