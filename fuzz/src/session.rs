@@ -496,8 +496,8 @@ impl Harness {
             Ok(Some(Event::Publish(publish))) => {
                 assert!(!publish.topic.is_empty(), "alias resolved");
                 assert_eq!(publish.properties.topic_alias, None);
-                assert!(publish.topic.as_str().len() <= self.limits.max_topic_len);
-                assert!(publish.topic.as_str().split('/').count() <= self.limits.max_topic_levels);
+                assert!(publish.topic.as_str().len() <= usize::from(self.limits.max_topic_len));
+                assert!(publish.topic.as_str().split('/').count() <= usize::from(self.limits.max_topic_levels));
                 assert!(publish.qos <= self.limits.max_qos);
                 assert!(!publish.retain || self.limits.retain_available);
                 assert_eq!(publish.packet_id.is_some(), publish.qos != QoS::AtMostOnce);
