@@ -110,14 +110,15 @@ persistence_location $dir/"
 listener $PORT 127.0.0.1
 allow_anonymous true
 max_queued_messages 1000000
-max_inflight_messages 1000
+max_inflight_messages 65535
 max_connections -1
 $persist
 log_dest none
 CONF
       ;;
-    fulmar|fulmar-disk|fulmar-disk-interval) # outbound QoS 1/2 window as mosquitto's below (default 32)
-      printf '[limits]\nmax_inflight_messages = 1000\n' >"$dir/fulmar.toml"
+    fulmar|fulmar-disk|fulmar-disk-interval) # outbound QoS 1/2 window: the protocol's largest, as
+      # mosquitto's below and FlashMQ's max_qos_msg_pending_per_client (Fulmar's default is 32)
+      printf '[limits]\nmax_inflight_messages = 65535\n' >"$dir/fulmar.toml"
       if [[ $b == fulmar-disk-interval ]]; then printf '[persistence]\nfsync = "interval"\n' >>"$dir/fulmar.toml"; fi
       ;;
     rumqttd) # the shared bench config: accept delay 0, 20,000 connections; only the port changes
