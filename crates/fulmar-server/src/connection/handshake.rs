@@ -11,6 +11,7 @@ use fulmar_proto::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
+use super::hold;
 use super::io::Io;
 use super::Connection;
 use crate::broker::{Broker, Identity};
@@ -39,6 +40,7 @@ where
 {
     let version = connect.protocol;
     let max_id = broker.config().limits.max_client_id_len;
+    let max_hold = Duration::from_millis(broker.config().limits.max_publisher_hold_ms);
     let (client_id, assigned) = match validate_connect(&connect, max_id, broker.client_id_nonce()) {
         ConnectDecision::Accept {
             client_id,
@@ -130,7 +132,7 @@ where
         will: connect.will.map(Box::new),
         identity,
         slot,
-        hold: Default::default(),
+        hold: hold::PublisherHold::new(max_hold),
         write_gate: None,
     })
 }

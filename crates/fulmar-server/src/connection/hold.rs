@@ -70,7 +70,8 @@ struct Awaited {
 pub struct PublisherHold {
     replies: VecDeque<Held>,
     waiting_on: Vec<Awaited>,
-    /// `limits.max_publisher_hold_ms` as of the latest acknowledgement.
+    /// `limits.max_publisher_hold_ms` when the connection began (a reloaded configuration
+    /// applies to new connections, and reading it per PUBLISH cost a lock).
     max_hold: Duration,
 }
 
@@ -83,6 +84,14 @@ pub enum Woke {
 }
 
 impl PublisherHold {
+    /// Nothing held yet; a congested queue holds the publisher for at most `max_hold`.
+    pub fn new(max_hold: Duration) -> Self {
+        PublisherHold {
+            max_hold,
+            ..PublisherHold::default()
+        }
+    }
+
     /// Acknowledges a routed PUBLISH now, or holds the acknowledgement when `congested`
     /// queues, a pending `ticket` or earlier held replies say so.
     pub fn acknowledge(
@@ -90,10 +99,9 @@ impl PublisherHold {
         session: &mut Session,
         (qos, packet_id, reason): (QoS, Option<PacketId>, ReasonCode),
         congested: impl IntoIterator<Item = Arc<Mailbox>>,
-        max_hold: Duration,
         ticket: Option<CommitTicket>,
     ) {
-        self.max_hold = max_hold;
+        let max_hold = self.max_hold;
         let mut now = None;
         for mailbox in congested {
             if !self

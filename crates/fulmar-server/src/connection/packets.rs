@@ -2,7 +2,7 @@
 //! acknowledged (or held, see [`super::hold`]), SUBSCRIBE / UNSUBSCRIBE change the router and
 //! the stored session, DISCONNECT and protocol errors end the run loop.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fulmar_core::{Event, Message, ProtocolError};
 use fulmar_proto::{decode, Packet, Properties, QoS, ReasonCode, SubAck, UnsubAck};
@@ -50,8 +50,7 @@ impl Connection {
             tracing::info!(client_id = %self.client_id(), topic, "publish denied by ACL");
             bump(&self.broker.metrics().publishes_denied);
             let denied = (publish.qos, publish.packet_id, ReasonCode::NotAuthorized);
-            self.hold
-                .acknowledge(&mut self.session, denied, None, Duration::ZERO, None);
+            self.hold.acknowledge(&mut self.session, denied, None, None);
             return None;
         }
         let (qos, packet_id) = (publish.qos, publish.packet_id);
@@ -78,8 +77,7 @@ impl Connection {
                 return Some(Exit::CannotStore);
             }
             let ack = (qos, packet_id, refused);
-            self.hold
-                .acknowledge(&mut self.session, ack, None, Duration::ZERO, None);
+            self.hold.acknowledge(&mut self.session, ack, None, None);
             return None;
         }
         // MQTT 5: 0x10 tells the publisher nobody received it.
@@ -95,16 +93,8 @@ impl Connection {
             .into_iter()
             .filter(|(key, _)| *key != own)
             .map(|(_, mailbox)| mailbox);
-        let hold_ms = self.broker.config().limits.max_publisher_hold_ms;
-        let max_hold = Duration::from_millis(hold_ms);
         let ack = (qos, packet_id, reason);
-        self.hold.acknowledge(
-            &mut self.session,
-            ack,
-            congested,
-            max_hold,
-            published.ticket,
-        );
+        (self.hold).acknowledge(&mut self.session, ack, congested, published.ticket);
         None
     }
 
