@@ -124,9 +124,10 @@ impl Mailbox {
         }
     }
 
-    /// Called when the session goes offline: nobody drains the queue any more, so nobody may
-    /// be held for it.
-    pub fn after_offline(&self) {
+    /// Marks the session offline: nobody drains the queue any more, so QoS 0 is no longer
+    /// queued and nobody may stay held for it.
+    pub fn go_offline(&self) {
+        self.with(|outbox| outbox.set_online(false));
         if self.congested.load(Ordering::Acquire) {
             self.relieve();
         }
@@ -147,7 +148,7 @@ impl Mailbox {
         self.congested.load(Ordering::Acquire)
     }
 
-    /// How many times the queue drained below its congestion mark so far.
+    /// How many times the queue went from congested to relieved so far.
     pub fn drains(&self) -> u64 {
         self.drains.load(Ordering::Acquire)
     }
@@ -320,8 +321,7 @@ mod tests {
         };
         let mailbox = Mailbox::new("sub".into(), limits);
         while !mailbox.push(delivery()).congested {}
-        mailbox.with(|outbox| outbox.set_online(false));
-        mailbox.after_offline();
+        mailbox.go_offline();
         assert!(!mailbox.holds_publishers());
     }
 

@@ -47,8 +47,7 @@ impl Connection {
             io.flush_within(CLOSING_FLUSH).await;
             io.shutdown_within(CLOSING_FLUSH).await;
         }
-        self.mailbox.with(|outbox| outbox.set_online(false));
-        self.mailbox.after_offline();
+        self.mailbox.go_offline();
         // Closing: a pending QoS 2 send gate no longer matters.
         let _ = self.flush_persist();
         let will = self.will.take().filter(|_| will_due);

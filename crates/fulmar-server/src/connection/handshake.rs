@@ -40,7 +40,6 @@ where
 {
     let version = connect.protocol;
     let max_id = broker.config().limits.max_client_id_len;
-    let max_hold = Duration::from_millis(broker.config().limits.max_publisher_hold_ms);
     let (client_id, assigned) = match validate_connect(&connect, max_id, broker.client_id_nonce()) {
         ConnectDecision::Accept {
             client_id,
@@ -67,6 +66,7 @@ where
 
     let config = broker.config();
     let settings = &config.mqtt;
+    let max_hold = Duration::from_millis(config.limits.max_publisher_hold_ms);
     let requested_expiry = session_expiry_requested(&connect);
     let expiry_secs = requested_expiry.min(settings.max_session_expiry_secs);
     let (slot, mut state) = broker.registry.lock(&client_id).await;

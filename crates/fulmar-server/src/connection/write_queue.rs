@@ -13,8 +13,8 @@
 //! their lengths minus `written`, the bytes of `front` already written (`written <
 //! front.len()`, or both are 0). Only the last chunk is appended to. `more` is empty unless
 //! `front` holds bytes, and no chunk in `more` is empty. `busy` is `None` whenever the queue
-//! has released its allocations. Chunks are never advanced, so a
-//! drained one keeps its whole capacity for reuse.
+//! has released its allocations. Chunks are never advanced, so a drained one keeps its whole
+//! capacity for reuse.
 
 use std::collections::VecDeque;
 use std::future::Future;

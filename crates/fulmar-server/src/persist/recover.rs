@@ -151,7 +151,7 @@ impl Broker {
             config.queue_limits(),
             Some(slot),
         ));
-        mailbox.with(|outbox| outbox.set_online(false));
+        mailbox.go_offline();
         for (seq, queued) in &stored.queue {
             let message = messages.get(&queued.message);
             self.push_delivery(&mailbox, delivery_of(queued, message, *seq));
