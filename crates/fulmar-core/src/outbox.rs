@@ -305,6 +305,14 @@ mod tests {
     use super::*;
     use crate::message::Message;
 
+    /// Limits that only the message count reaches in these tests.
+    fn message_limit(max_messages: usize) -> QueueLimits {
+        QueueLimits {
+            max_messages,
+            max_bytes: 1 << 20,
+        }
+    }
+
     fn delivery(qos: QoS, payload_len: usize) -> Delivery {
         let message = Message {
             topic: TopicName::new("t").unwrap(),
@@ -336,10 +344,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_and_counts() {
-        let limits = QueueLimits {
-            max_messages: 4,
-            max_bytes: 1 << 20,
-        };
+        let limits = message_limit(4);
         let mut outbox = Outbox::new(limits);
         for _ in 0..4 {
             assert!(matches!(
@@ -356,10 +361,7 @@ mod tests {
 
     #[test]
     fn qos0_may_use_only_half_the_budget() {
-        let limits = QueueLimits {
-            max_messages: 4,
-            max_bytes: 1 << 20,
-        };
+        let limits = message_limit(4);
         let mut outbox = Outbox::new(limits);
         assert!(matches!(
             outbox.push(delivery(QoS::AtMostOnce, 1)),
@@ -402,10 +404,7 @@ mod tests {
 
     #[test]
     fn congestion_starts_at_three_eighths_and_only_when_online() {
-        let limits = QueueLimits {
-            max_messages: 16,
-            max_bytes: 1 << 20,
-        };
+        let limits = message_limit(16);
         let mut outbox = Outbox::new(limits);
         for _ in 0..5 {
             outbox.push(delivery(QoS::AtMostOnce, 1));
@@ -425,10 +424,7 @@ mod tests {
 
     #[test]
     fn held_publishers_resume_at_half_the_congestion_mark() {
-        let limits = QueueLimits {
-            max_messages: 32,
-            max_bytes: 1 << 20,
-        };
+        let limits = message_limit(32);
         let mut outbox = Outbox::new(limits);
         for _ in 0..12 {
             outbox.push(delivery(QoS::AtLeastOnce, 1));
@@ -472,10 +468,7 @@ mod tests {
 
     #[test]
     fn offline_stored_deliveries_spill_and_keep_counting_against_limits() {
-        let mut outbox = Outbox::new(QueueLimits {
-            max_messages: 3,
-            max_bytes: 1 << 20,
-        });
+        let mut outbox = Outbox::new(message_limit(3));
         outbox.set_online(false);
         let size = stored(QoS::AtLeastOnce, 0).queued_size();
         outbox.push(stored(QoS::AtLeastOnce, 0));

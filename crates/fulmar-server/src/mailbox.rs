@@ -280,6 +280,13 @@ mod tests {
         Delivery::new(Arc::new(message), QoS::AtLeastOnce, false)
     }
 
+    fn limits(max_messages: usize) -> QueueLimits {
+        QueueLimits {
+            max_messages,
+            max_bytes: 1 << 20,
+        }
+    }
+
     fn drain(mailbox: &Mailbox, count: usize) {
         let mut out = Vec::new();
         mailbox.with(|outbox| outbox.pop_batch(usize::MAX, count, &mut out));
@@ -288,11 +295,7 @@ mod tests {
 
     #[test]
     fn publishers_stay_held_until_the_queue_is_at_half_the_mark() {
-        let limits = QueueLimits {
-            max_messages: 32,
-            max_bytes: 1 << 20,
-        };
-        let mailbox = Mailbox::new("sub".into(), limits);
+        let mailbox = Mailbox::new("sub".into(), limits(32));
         for _ in 0..11 {
             assert!(!mailbox.push(delivery()).congested);
         }
@@ -315,11 +318,7 @@ mod tests {
 
     #[test]
     fn going_offline_releases_held_publishers() {
-        let limits = QueueLimits {
-            max_messages: 8,
-            max_bytes: 1 << 20,
-        };
-        let mailbox = Mailbox::new("sub".into(), limits);
+        let mailbox = Mailbox::new("sub".into(), limits(8));
         while !mailbox.push(delivery()).congested {}
         mailbox.go_offline();
         assert!(!mailbox.holds_publishers());
