@@ -8,6 +8,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod bench_child;
+use bench_child::wait_with_limit;
+
 use bytes::BytesMut;
 use fulmar_proto::{
     Ack, ConnAck, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck,
@@ -131,18 +134,6 @@ fn bench(port: u16, args: &[&str]) -> (Output, serde_json::Value) {
         )
     });
     (output, json)
-}
-
-fn wait_with_limit(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("fulmar bench did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
 }
 
 #[test]

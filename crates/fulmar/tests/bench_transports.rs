@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod bench_child;
+use bench_child::wait_with_limit;
+
 /// A test certificate or key (see `testdata/README.md`).
 fn testdata(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -72,7 +75,7 @@ impl Drop for Broker {
 
 /// Runs `fulmar bench pairs -N 2 -q 1 -n 200 --json --quiet` plus `args`, within a minute.
 fn bench(port: u16, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fulmar"))
+    let child = Command::new(env!("CARGO_BIN_EXE_fulmar"))
         .args(["bench", "pairs", "-N", "2", "-q", "1", "-n", "200"])
         .args(["--json", "--quiet", "--drain", "0.5"])
         .args(["--port", &port.to_string()])
@@ -81,15 +84,7 @@ fn bench(port: u16, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn fulmar bench");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("fulmar bench did not finish within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    wait_with_limit(child, Duration::from_secs(60))
 }
 
 /// The run succeeded over `transport` and every one of the 400 messages arrived once.
