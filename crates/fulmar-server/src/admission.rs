@@ -63,6 +63,11 @@ impl Drop for Admitted {
 }
 
 impl Admission {
+    /// Connections open now (awake or dormant).
+    pub fn open(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
     /// Admits a connection from `ip` at `now`, or says why not.
     pub fn admit(
         self: &Arc<Self>,

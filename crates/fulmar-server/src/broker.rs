@@ -12,6 +12,7 @@ use parking_lot::RwLock;
 
 use crate::admission::Admission;
 use crate::config::Config;
+use crate::dormant::DormantSet;
 use crate::mailbox::Mailbox;
 use crate::metrics::Metrics;
 use crate::persist::Persistence;
@@ -60,6 +61,8 @@ pub struct Broker {
     pub(crate) retained: RwLock<RetainedIndex<Arc<Message>>>,
     pub(crate) registry: Registry,
     pub(crate) admission: Arc<Admission>,
+    /// Idle connections without a task; enabled by the server that runs the broker.
+    pub(crate) dormant: Arc<DormantSet>,
     pub(crate) security: Security,
     metrics: Metrics,
     /// The durable store; `None` with persistence disabled.
@@ -93,6 +96,7 @@ impl Broker {
             retained: RwLock::new(RetainedIndex::new()),
             registry: Registry::default(),
             admission: Arc::new(Admission::default()),
+            dormant: Arc::default(),
             metrics: Metrics::default(),
             next_session_key: AtomicU64::new(1),
             client_id_nonce: AtomicU64::new(rand::random::<u32>().into()),

@@ -138,6 +138,10 @@ pub struct Limits {
     /// Longest a QoS 1/2 publisher's acknowledgements are held back while a subscriber's
     /// queue is congested, milliseconds (0: never hold; drop at the queue limit instead).
     pub max_publisher_hold_ms: u64,
+    /// Milliseconds a plain-TCP connection stays idle before it goes dormant: it keeps no
+    /// task, timer or buffer until its socket, its mailbox or its keep-alive deadline
+    /// wakes it (0: never).
+    pub dormant_after_ms: u64,
 }
 
 impl Default for Limits {
@@ -161,6 +165,7 @@ impl Default for Limits {
             publish_rate_bytes: 0,
             max_retained_messages: 1_000_000,
             max_publisher_hold_ms: 2000,
+            dormant_after_ms: 1000,
         }
     }
 }
@@ -248,6 +253,13 @@ impl Config {
             "limits.max_write_buffer_bytes",
             l.max_write_buffer_bytes as u64,
             4096..=u64::MAX,
+        )?;
+        // A day at most: longer is never in practice, and the deadline must stay far from
+        // Instant's range.
+        check(
+            "limits.dormant_after_ms",
+            l.dormant_after_ms,
+            0..=86_400_000,
         )?;
         let m = &self.mqtt;
         check("mqtt.max_qos", u64::from(m.max_qos), 0..=2)?;

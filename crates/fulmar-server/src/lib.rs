@@ -8,7 +8,8 @@
 //! - [`listener`]: the accept loop.
 //! - [`http`]: a WebSocket listener's HTTP side (chat page, upgrade); [`websocket`] turns
 //!   the upgraded connection into a byte stream for [`connection`]; [`assets`] is the page.
-//! - [`connection`]: one task per client (CONNECT handshake, run loop, teardown).
+//! - [`connection`]: one task per client (CONNECT handshake, run loop, teardown);
+//!   [`dormant`]: idle connections without a task.
 //! - [`broker`]: state shared by all connections; [`routing`] is its publish/subscribe path.
 //! - [`registry`]: sessions by client id and takeover between connections;
 //!   [`lifecycle`]: parking, expiry, delayed wills, and the end of a session.
@@ -21,6 +22,7 @@ pub mod assets;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod dormant;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;

@@ -9,8 +9,6 @@ pub struct Metrics {
     started: Instant,
     /// Connections accepted by the listeners.
     pub connections_accepted: AtomicU64,
-    /// Connections currently open.
-    pub connections_current: AtomicU64,
     /// PUBLISH packets accepted from clients.
     pub messages_received: AtomicU64,
     /// PUBLISH packets written to clients.
@@ -59,7 +57,6 @@ impl Default for Metrics {
         Metrics {
             started: Instant::now(),
             connections_accepted: AtomicU64::new(0),
-            connections_current: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
             messages_sent: AtomicU64::new(0),
             dropped_queue_full: AtomicU64::new(0),
@@ -110,25 +107,13 @@ impl Metrics {
         }
     }
 
-    /// Counts an accepted connection, and as open until the returned guard is dropped.
-    pub(crate) fn connection_opened(&self) -> OpenConnection<'_> {
+    /// Counts an accepted connection (those open now: [`crate::admission::Admission::open`]).
+    pub(crate) fn connection_accepted(&self) {
         self.connections_accepted.fetch_add(1, Ordering::Relaxed);
-        self.connections_current.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(&self.connections_current)
     }
 
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
-    }
-}
-
-/// A connection counted in [`Metrics::connections_current`] while this lives.
-#[must_use]
-pub(crate) struct OpenConnection<'a>(&'a AtomicU64);
-
-impl Drop for OpenConnection<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

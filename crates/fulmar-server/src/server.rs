@@ -38,6 +38,9 @@ pub enum StartError {
         /// What went wrong.
         source: fulmar_store::StoreError,
     },
+    /// The epoll set for dormant connections could not be created (out of file descriptors).
+    #[error("cannot create the epoll set for dormant connections: {0}")]
+    Dormant(std::io::Error),
 }
 
 /// Opens the store when persistence is on, with the limits of `[limits]`.
@@ -99,6 +102,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     accept_tasks: JoinSet<()>,
     connections: Arc<parking_lot::Mutex<JoinSet<()>>>,
+    /// The dormant set's task (see [`crate::dormant`]).
+    dormant_watch: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -125,6 +130,10 @@ impl Server {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let connections = Arc::new(parking_lot::Mutex::new(JoinSet::new()));
+        let dormant_watch = broker
+            .dormant
+            .start(Arc::clone(&connections))
+            .map_err(StartError::Dormant)?;
         let connection_ids = Arc::new(AtomicU64::new(1));
         let mut accept_tasks = JoinSet::new();
         let mut local_addrs = Vec::new();
@@ -186,6 +195,7 @@ impl Server {
             shutdown,
             accept_tasks,
             connections,
+            dormant_watch,
         })
     }
 
@@ -224,17 +234,27 @@ impl Server {
     pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.shutdown.send(true);
         while self.accept_tasks.join_next().await.is_some() {}
-        let mut connections = std::mem::take(&mut *self.connections.lock());
         let drained = tokio::time::timeout(grace, async {
-            // Connections past their handshake listen to their mailbox, not to `shutdown`.
+            // Connections past their handshake listen to their mailbox, not to `shutdown`;
+            // a dormant one wakes for the signal, as a new task in `connections`.
             self.broker.registry.shut_down().await;
-            while connections.join_next().await.is_some() {}
+            loop {
+                let mut connections = std::mem::take(&mut *self.connections.lock());
+                if connections.is_empty() && self.broker.dormant.is_empty() {
+                    break;
+                }
+                while connections.join_next().await.is_some() {}
+                tokio::task::yield_now().await;
+            }
         })
         .await;
         if drained.is_err() {
             tracing::warn!("some connections did not close within {grace:?}; aborting them");
-            connections.abort_all();
+            self.connections.lock().abort_all();
         }
+        self.dormant_watch.abort();
+        // What is still dormant (a connection that did not take the signal) closes here.
+        self.broker.dormant.close();
         if let Some(persistence) = self.broker.persistence() {
             persistence.close().await;
         }

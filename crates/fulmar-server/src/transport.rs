@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 
 use crate::broker::Broker;
-use crate::connection::{serve, Io};
+use crate::connection::serve;
 use crate::http::serve_http;
 use crate::metrics::bump;
 use crate::security::Origin;
@@ -42,18 +42,16 @@ pub fn serve_tcp(
 ) -> impl Future<Output = ()> + Send {
     let _ = stream.set_nodelay(true);
     if context.tls.is_none() {
-        let (reader, writer) = stream.into_split();
-        let io = Io::new(reader, writer);
+        let halves = stream.into_split();
         let origin = context.origin();
-        return Either::Left(serve(origin, broker, io, peer, connection_id, shutdown));
+        return Either::Left(serve(origin, broker, halves, peer, connection_id, shutdown));
     }
     Either::Right(Box::pin(async move {
         let Some((stream, origin)) = accept_tls(&context, &broker, stream, peer).await else {
             return;
         };
-        let (reader, writer) = tokio::io::split(stream);
-        let io = Io::new(reader, writer);
-        serve(origin, broker, io, peer, connection_id, shutdown).await;
+        let halves = tokio::io::split(stream);
+        serve(origin, broker, halves, peer, connection_id, shutdown).await;
     }))
 }
 

@@ -235,8 +235,8 @@ pub(crate) async fn serve<S>(
     let ws =
         WebSocketStream::from_raw_socket(upgraded, Role::Server, Some(config(max_packet))).await;
     let (mut reader, mut writer) = tokio::io::split(WsByteStream::new(ws));
-    let io = crate::connection::Io::new(&mut reader, &mut writer);
-    crate::connection::serve(origin, broker, io, peer, connection_id, shutdown).await;
+    let halves = (&mut reader, &mut writer);
+    crate::connection::serve(origin, broker, halves, peer, connection_id, shutdown).await;
     // The connection may have ended without shutting its writer down (e.g. the peer
     // vanished); closing twice is harmless, the close frame is sent once.
     let mut stream = reader.unsplit(writer);

@@ -30,7 +30,11 @@ impl Connection {
         let will_due = match &exit {
             Exit::ClientDisconnect { with_will } => *with_will,
             Exit::Shutdown => false,
-            Exit::Closed | Exit::Violation(_) | Exit::TakenOver(_) | Exit::CannotStore => true,
+            Exit::Closed
+            | Exit::Idle
+            | Exit::Violation(_)
+            | Exit::TakenOver(_)
+            | Exit::CannotStore => true,
         };
         let server_reason = self.log_exit(&exit, peer);
         if let Some(reason) = server_reason.filter(|_| self.version.is_v5()) {
@@ -43,7 +47,7 @@ impl Connection {
             let disconnect = Disconnect { reason, properties };
             io.queue(&Packet::Disconnect(disconnect), self.version);
         }
-        if !matches!(exit, Exit::Closed) {
+        if !matches!(exit, Exit::Closed | Exit::Idle) {
             io.flush_within(CLOSING_FLUSH).await;
             io.shutdown_within(CLOSING_FLUSH).await;
         }
@@ -107,7 +111,7 @@ impl Connection {
                 tracing::debug!(client_id, %peer, "client disconnected");
                 None
             }
-            Exit::Closed => {
+            Exit::Closed | Exit::Idle => {
                 tracing::debug!(client_id, %peer, "connection closed by peer");
                 None
             }
@@ -140,6 +144,6 @@ fn exit_text(exit: &Exit) -> Option<String> {
         Exit::TakenOver(_) => Some("session taken over by another connection".to_string()),
         Exit::Shutdown => Some("broker shutting down".to_string()),
         Exit::CannotStore => Some("store full".to_string()),
-        Exit::ClientDisconnect { .. } | Exit::Closed => None,
+        Exit::ClientDisconnect { .. } | Exit::Closed | Exit::Idle => None,
     }
 }

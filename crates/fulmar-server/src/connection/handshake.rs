@@ -134,6 +134,7 @@ where
         slot,
         hold: hold::PublisherHold::new(max_hold),
         write_gate: None,
+        admitted: None,
     })
 }
 

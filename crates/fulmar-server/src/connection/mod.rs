@@ -11,9 +11,11 @@
 //! mailbox, whose wake-up the loop waits on anyway: an idle connection waits on one wake-up
 //! source, the socket and one timer.
 
+mod detach;
 mod finish;
 mod handshake;
 mod hold;
+mod idle;
 mod io;
 mod packets;
 mod spill;
@@ -31,10 +33,15 @@ use fulmar_proto::{Connect, DecodeError, Packet, ProtocolVersion, PublishView, R
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+pub use detach::Detach;
+use detach::Detached;
+use idle::{IdleCheck, Waking};
 pub use io::Io;
 use io::ReadError;
 
+use crate::admission::Admitted;
 use crate::broker::Broker;
+use crate::dormant::Dormant;
 use crate::mailbox::{Mailbox, Signal};
 use crate::metrics::bump;
 use crate::registry::{Kick, Slot};
@@ -67,6 +74,10 @@ pub(crate) enum Exit {
     /// A 3.1.1 client published a QoS 1/2 message the store has no room for (see
     /// `handle_publish`).
     CannotStore,
+    /// Nothing happened for `limits.dormant_after_ms` and nothing is pending: the
+    /// connection may go dormant (see [`crate::dormant`]). Only from the run loop, and only
+    /// on a transport that can sleep; closes like `Closed` if it ever reaches `finish`.
+    Idle,
 }
 
 /// An established connection and the session it owns.
@@ -88,6 +99,9 @@ pub struct Connection {
     /// A commit that the bytes in the write buffer must wait for (QoS 2 sends of a stored
     /// session; see `flush_persist`).
     write_gate: Option<fulmar_store::CommitTicket>,
+    /// The connection's place in the connection limits, held while it is open (awake or
+    /// dormant); set by `serve` once the handshake is done.
+    admitted: Option<Admitted>,
 }
 
 /// Serves one accepted stream until it closes, with its listener's authentication context.
@@ -102,7 +116,7 @@ pub struct Connection {
 pub fn serve<R, W>(
     origin: Origin,
     broker: Arc<Broker>,
-    mut io: Io<R, W>,
+    (reader, writer): (R, W),
     peer: SocketAddr,
     connection_id: u64,
     mut shutdown: watch::Receiver<bool>,
@@ -110,12 +124,13 @@ pub fn serve<R, W>(
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
+    Io<R, W>: Detach,
 {
     async move {
         // A binding in this block takes room in the task for as long as any `.await` after
         // it, even once moved out: bind nothing the run loop does not need.
-        let _open = broker.metrics().connection_opened();
-        let _admitted =
+        broker.metrics().connection_accepted();
+        let admitted =
             match broker
                 .admission
                 .admit(peer.ip(), &broker.config().limits, Instant::now())
@@ -127,6 +142,9 @@ where
                     return;
                 }
             };
+        // A local, not an argument: `drive` takes it over, and an argument would keep its
+        // room in the task beside `drive`'s copy.
+        let mut io = Io::new(reader, writer);
         // Connecting and the close are boxed: their futures are several times the size of
         // the run loop's, and unboxed they would size the task (a future is as large as its
         // largest state) of every idle connection.
@@ -139,8 +157,68 @@ where
         let Some(mut connection) = Box::pin(connecting).await else {
             return;
         };
-        let exit = connection.run(&mut io).await;
-        Box::pin(connection.finish(exit, &mut io, peer)).await;
+        connection.admitted = Some(admitted);
+        drive(connection, io, peer, Waking::New).await;
+    }
+}
+
+/// Runs an established connection until it closes. When it idles it goes dormant (where
+/// the transport allows): its task then ends, and [`wake`] gives it a new one.
+///
+/// The connection is boxed for its whole life: it moves between tasks and the dormant set
+/// as one pointer, and a task's future does not carry it (futures keep room for values
+/// moved out of them).
+async fn drive<R, W>(
+    mut connection: Box<Connection>,
+    mut io: Io<R, W>,
+    peer: SocketAddr,
+    mut waking: Waking,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    Io<R, W>: Detach,
+{
+    loop {
+        let exit = connection.run(&mut io, waking).await;
+        waking = Waking::Again;
+        if !matches!(exit, Exit::Idle) {
+            Box::pin((*connection).finish(exit, &mut io, peer)).await;
+            return;
+        }
+        let socket = match io.detach() {
+            Detached::Socket(socket) => socket,
+            Detached::Kept(kept) => {
+                io = kept;
+                continue;
+            }
+            Detached::Lost(error) => return Box::pin(connection.close_lost(error, peer)).await,
+        };
+        let dormant_set = Arc::clone(&connection.broker.dormant);
+        let socket = match dormant_set.admit(connection, socket, peer) {
+            Ok(()) => return,
+            Err((back, socket)) => {
+                connection = back;
+                socket
+            }
+        };
+        io = match Io::<R, W>::attach(socket) {
+            Ok(io) => io,
+            Err(error) => return Box::pin(connection.close_lost(error, peer)).await,
+        };
+    }
+}
+
+/// A dormant connection's new task: it runs on as if it had never slept.
+pub(crate) async fn wake(dormant: Dormant) {
+    let Dormant {
+        connection,
+        socket,
+        peer,
+        ..
+    } = dormant;
+    match detach::attach(socket) {
+        Ok(io) => drive(connection, io, peer, Waking::Again).await,
+        Err(error) => Box::pin(connection.close_lost(error, peer)).await,
     }
 }
 
@@ -151,13 +229,14 @@ async fn open<R, W>(
     io: &mut Io<R, W>,
     shutdown: &mut watch::Receiver<bool>,
     (origin, peer, connection_id): (&Origin, SocketAddr, u64),
-) -> Option<Connection>
+) -> Option<Box<Connection>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let connect = read_connect(broker, io, peer, shutdown).await?;
-    handshake::accept(broker, io, connect, connection_id, origin).await
+    let connection = handshake::accept(broker, io, connect, connection_id, origin).await?;
+    Some(Box::new(connection))
 }
 
 /// Reads the CONNECT packet; `None` (after answering where the spec says so) when the
@@ -219,19 +298,54 @@ impl Connection {
         &self.identity.client_id
     }
 
+    /// The session's mailbox.
+    pub(crate) fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    /// When the connection must be closed if no packet arrives before it.
+    pub(crate) fn keep_alive_deadline(&self) -> Option<Instant> {
+        self.session.keep_alive_deadline()
+    }
+
+    /// Ends a connection whose socket was lost while it went dormant or woke (the kernel
+    /// refused an epoll registration): closed, as if the peer had gone.
+    async fn close_lost(self: Box<Self>, error: std::io::Error, peer: SocketAddr) {
+        tracing::warn!(client_id = %self.client_id(), %peer, %error, "socket lost between tokio and the dormant set; closing");
+        let mut closed = Io::new(tokio::io::empty(), tokio::io::sink());
+        Box::pin((*self).finish(Exit::Closed, &mut closed, peer)).await;
+    }
+
+    /// Whether nothing is pending but what the peer or a publisher may send: no buffered
+    /// bytes, no held replies, no commit to wait for, no publish-rate pause. (The mailbox's
+    /// own queue is checked as the connection goes dormant.)
+    fn is_idle<R, W>(&self, io: &Io<R, W>, now: Instant) -> bool {
+        io.rbuf.is_empty()
+            && io.wbuf.is_empty()
+            && self.write_gate.is_none()
+            && !self.hold.is_waiting()
+            && self.session.read_paused_until(now).is_none()
+    }
+
     /// The run loop: see the module docs.
     ///
     /// Not an async fn, for the reason given at [`serve`]: its future is part of every idle
     /// connection's task, and an async fn would keep `self` and `io` twice.
     #[allow(clippy::manual_async_fn)] // Deliberately not an async fn: see above.
-    fn run<'a, R, W>(&'a mut self, io: &'a mut Io<R, W>) -> impl Future<Output = Exit> + 'a
+    fn run<'a, R, W>(
+        &'a mut self,
+        io: &'a mut Io<R, W>,
+        waking: Waking,
+    ) -> impl Future<Output = Exit> + 'a
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
+        Io<R, W>: Detach,
     {
         async move {
             let high_water = self.broker.config().limits.max_write_buffer_bytes;
             let max_packet = self.broker.config().limits.max_packet_size as usize;
+            let mut idle = self.idle_check::<R, W>(waking);
             let far_future = || Instant::now() + Duration::from_secs(86_400 * 365);
             // One timer for the keep-alive deadline and the end of a publish-rate pause, whichever
             // comes first: every timer is part of the task's size for the connection's life.
@@ -267,10 +381,14 @@ impl Connection {
                 let paused = {
                     // Scoped: locals that outlive the `select!` below are part of the task.
                     let paused_until = self.session.read_paused_until(now);
-                    let deadline = match (self.session.keep_alive_deadline(), paused_until) {
-                        (Some(keep_alive), Some(until)) => Some(keep_alive.min(until)),
-                        (keep_alive, until) => keep_alive.or(until),
-                    };
+                    let deadline = [
+                        self.session.keep_alive_deadline(),
+                        paused_until,
+                        idle.as_ref().map(IdleCheck::deadline),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min();
                     if deadline != armed_deadline {
                         timer
                             .as_mut()
@@ -314,10 +432,10 @@ impl Connection {
                     }
                     read = io::read_some(&mut io.reader, &mut io.rbuf), if can_read => match read {
                         Ok(0) | Err(_) => return Exit::Closed,
-                        Ok(_) => {}
+                        Ok(_) => idle.as_mut().map_or((), IdleCheck::stir),
                     },
                     // Deliveries or a signal (checked at the top of the loop).
-                    _ = self.mailbox.notified() => {}
+                    _ = self.mailbox.notified() => idle.as_mut().map_or((), IdleCheck::stir),
                     woke = hold_wait, if waiting => {
                         if let hold::Woke::Committed(ok) = woke {
                             self.hold.committed(ok);
@@ -326,11 +444,11 @@ impl Connection {
                             bump(&self.broker.metrics().publisher_holds_expired);
                         }
                     }
-                    // The keep-alive deadline or the end of a read pause (the loop re-checks it).
+                    // The keep-alive deadline, an idle check, or the end of a read pause (the
+                    // loop re-checks it).
                     _ = &mut timer => {
-                        if let Err(e) = self.session.check_keep_alive(Instant::now()) {
-                            bump(&self.broker.metrics().keep_alive_timeouts);
-                            return Exit::Violation(e);
+                        if let Some(exit) = self.on_timer(io, idle.as_mut()) {
+                            return exit;
                         }
                     }
                 }
@@ -339,6 +457,34 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// The idle check of a run loop, when the connection may go dormant at all: on a
+    /// transport that can sleep, with a started dormant set, unless configured off.
+    fn idle_check<R, W>(&self, waking: Waking) -> Option<IdleCheck>
+    where
+        Io<R, W>: Detach,
+    {
+        let ms = self.broker.config().limits.dormant_after_ms;
+        let can_sleep = ms > 0 && <Io<R, W>>::CAN_SLEEP && self.broker.dormant.is_enabled();
+        can_sleep.then(|| IdleCheck::new(Duration::from_millis(ms), waking, Instant::now()))
+    }
+
+    /// The run loop's timer fired: the keep-alive deadline [MQTT-3.1.2-24], or an idle check.
+    fn on_timer<R, W>(&mut self, io: &Io<R, W>, idle: Option<&mut IdleCheck>) -> Option<Exit> {
+        let now = Instant::now();
+        if let Err(e) = self.session.check_keep_alive(now) {
+            bump(&self.broker.metrics().keep_alive_timeouts);
+            return Some(Exit::Violation(e));
+        }
+        let idle = idle?;
+        if idle.quiet(now) {
+            if self.is_idle(io, now) {
+                return Some(Exit::Idle);
+            }
+            idle.postpone(now);
+        }
+        None
     }
 
     /// Moves the session's replies and then queued deliveries (as the inflight window

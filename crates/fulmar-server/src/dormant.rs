@@ -1,0 +1,330 @@
+//! Dormant connections: idle connections without a task.
+//!
+//! Most of a broker's connections are idle most of the time (a device connected, subscribed
+//! and waiting). A tokio task, its socket registration and its run-loop future cost such a
+//! connection about 1.4 KB. A dormant connection is only its [`Connection`] (boxed) and its
+//! socket, whose readiness one epoll set polls for all dormant connections together.
+//!
+//! A plain-TCP connection goes dormant after `limits.dormant_after_ms` with nothing to do
+//! (TLS and WebSocket keep state in their streams and stay awake). It wakes, as a new task,
+//! when:
+//! - its socket becomes readable (data, FIN or an error). epoll reports a socket that is
+//!   already readable when it is added, so nothing that arrived before is missed;
+//! - its mailbox gets a delivery or a signal (takeover, shutdown); see
+//!   [`Mailbox::try_go_dormant`];
+//! - its keep-alive deadline passes (checked every [`SWEEP`]).
+//!
+//! # Invariants
+//! - Exactly one party wakes a dormant connection: the one that takes its [`WakeTicket`]
+//!   back from the mailbox. A pusher or signaller then calls [`DormantSet::wake`]; this set,
+//!   on readiness or a deadline, claims it with [`Mailbox::claim_dormant`].
+//! - Lock order: the set's table, then a mailbox's signals. A pusher releases the mailbox
+//!   before it calls `wake`.
+//! - A slot's `generation` changes whenever it is reused, so a late ticket for a connection
+//!   that already woke never wakes another.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use parking_lot::Mutex;
+use slab::Slab;
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinSet;
+
+use crate::connection::{self, Connection};
+use crate::mailbox::Mailbox;
+
+/// How often keep-alive deadlines of dormant connections are checked: a dormant
+/// connection that misses its deadline is closed at most this late.
+pub const SWEEP: Duration = Duration::from_millis(250);
+
+/// Readiness events taken from the epoll set per call.
+const EVENTS: usize = 256;
+
+/// The dormant connections of one broker.
+#[derive(Default)]
+pub struct DormantSet {
+    table: Mutex<Slab<Dormant>>,
+    /// Set once by [`DormantSet::start`]; until then no connection goes dormant.
+    runtime: OnceLock<Runtime>,
+}
+
+/// What waking a connection needs: where to register sockets and where to spawn tasks.
+struct Runtime {
+    registry: mio::Registry,
+    handle: tokio::runtime::Handle,
+    tasks: Arc<Mutex<JoinSet<()>>>,
+}
+
+/// A connection without a task.
+pub struct Dormant {
+    pub(crate) connection: Box<Connection>,
+    pub(crate) socket: std::net::TcpStream,
+    pub(crate) peer: SocketAddr,
+    generation: u32,
+    keep_alive_deadline: Option<Instant>,
+}
+
+/// The right to wake one dormant connection; held by its mailbox while it sleeps.
+#[derive(Debug)]
+pub struct WakeTicket {
+    set: Arc<DormantSet>,
+    key: u32,
+    generation: u32,
+}
+
+impl WakeTicket {
+    /// Wakes the connection this ticket was issued for.
+    pub fn wake(self) {
+        self.set.wake(self.key, self.generation);
+    }
+
+    pub(crate) fn is_for(&self, key: u32, generation: u32) -> bool {
+        self.key == key && self.generation == generation
+    }
+
+    /// A ticket into a set that is not started (waking through it does nothing).
+    #[cfg(test)]
+    pub(crate) fn unstarted(key: u32, generation: u32) -> Self {
+        WakeTicket {
+            set: Arc::default(),
+            key,
+            generation,
+        }
+    }
+}
+
+impl std::fmt::Debug for DormantSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DormantSet")
+            .field("dormant", &self.len())
+            .finish()
+    }
+}
+
+impl DormantSet {
+    /// Enables dormancy: woken connections are spawned on the current runtime into `tasks`.
+    /// Returns the task that polls the sockets and checks deadlines (abort it to stop).
+    /// Must be called from within a tokio runtime, at most once.
+    pub fn start(
+        self: &Arc<Self>,
+        tasks: Arc<Mutex<JoinSet<()>>>,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        // SAFETY: a `Poll` owns its epoll descriptor for its whole life and always returns
+        // that one from `as_raw_fd`.
+        let ready = unsafe { AsyncFd::register_with_interest(poll, tokio::io::Interest::READABLE) }
+            .map_err(|refused| refused.into_parts().1)?;
+        let runtime = Runtime {
+            registry,
+            handle: tokio::runtime::Handle::current(),
+            tasks,
+        };
+        if self.runtime.set(runtime).is_err() {
+            return Err(std::io::Error::other("dormant set already started"));
+        }
+        Ok(tokio::spawn(Arc::clone(self).watch(ready)))
+    }
+
+    /// Whether connections may go dormant (the set was started).
+    pub fn is_enabled(&self) -> bool {
+        self.runtime.get().is_some()
+    }
+
+    /// Dormant connections now.
+    pub fn len(&self) -> usize {
+        self.table.lock().len()
+    }
+
+    /// Whether no connection is dormant.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every dormant connection without closing it properly: for the end of a
+    /// shutdown, after those that took the shutdown signal are gone.
+    pub fn close(&self) {
+        let left = std::mem::take(&mut *self.table.lock());
+        if !left.is_empty() {
+            tracing::warn!(
+                connections = left.len(),
+                "dropping dormant connections at shutdown"
+            );
+        }
+    }
+
+    /// Takes `connection` in, dormant, unless its mailbox already has work (or the set is
+    /// not started, or the socket cannot be registered): then it is handed back.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        connection: Box<Connection>,
+        socket: std::net::TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(), (Box<Connection>, std::net::TcpStream)> {
+        let Some(runtime) = self.runtime.get() else {
+            return Err((connection, socket));
+        };
+        let mut table = self.table.lock();
+        let entry = table.vacant_entry();
+        let Ok(key) = u32::try_from(entry.key()) else {
+            return Err((connection, socket));
+        };
+        let generation = next_generation();
+        let ticket = WakeTicket {
+            set: Arc::clone(self),
+            key,
+            generation,
+        };
+        let mailbox: &Mailbox = connection.mailbox();
+        if !mailbox.try_go_dormant(ticket) {
+            return Err((connection, socket));
+        }
+        let fd = socket.as_raw_fd();
+        let token = Token(key as usize);
+        if let Err(error) = runtime
+            .registry
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+        {
+            tracing::warn!(%error, "cannot watch an idle connection's socket; it stays awake");
+            if mailbox.claim_dormant(key, generation) {
+                return Err((connection, socket));
+            }
+            // A pusher holds the ticket and will wake it at once: stay in the table for it.
+        }
+        let keep_alive_deadline = connection.keep_alive_deadline();
+        tracing::debug!(client_id = mailbox.client_id(), "connection dormant");
+        entry.insert(Dormant {
+            connection,
+            socket,
+            peer,
+            generation,
+            keep_alive_deadline,
+        });
+        Ok(())
+    }
+
+    /// Wakes the connection in slot `key` if it is still the one of `generation`; called
+    /// by the holder of its [`WakeTicket`].
+    fn wake(&self, key: u32, generation: u32) {
+        let woken = {
+            let mut table = self.table.lock();
+            match table.get(key as usize) {
+                Some(dormant) if dormant.generation == generation => {
+                    Some(table.remove(key as usize))
+                }
+                _ => None,
+            }
+        };
+        if let Some(dormant) = woken {
+            self.spawn(dormant, "mailbox");
+        }
+    }
+
+    /// Wakes the connection in slot `key` for readiness of its socket, unless a pusher took
+    /// its ticket (it wakes it then).
+    fn wake_ready(&self, key: usize) {
+        let woken = {
+            let mut table = self.table.lock();
+            match table.get(key) {
+                Some(dormant)
+                    if dormant
+                        .connection
+                        .mailbox()
+                        .claim_dormant(key as u32, dormant.generation) =>
+                {
+                    Some(table.remove(key))
+                }
+                _ => None,
+            }
+        };
+        if let Some(dormant) = woken {
+            self.spawn(dormant, "socket");
+        }
+    }
+
+    /// Wakes every connection whose keep-alive deadline passed; its task closes it.
+    fn sweep(&self, now: Instant) {
+        if let Some(runtime) = self.runtime.get() {
+            let mut tasks = runtime.tasks.lock();
+            while tasks.try_join_next().is_some() {}
+        }
+        let woken: Vec<Dormant> = {
+            let mut table = self.table.lock();
+            let due: Vec<usize> = table
+                .iter()
+                .filter(|(key, dormant)| {
+                    dormant.keep_alive_deadline.is_some_and(|at| at <= now)
+                        && dormant
+                            .connection
+                            .mailbox()
+                            .claim_dormant(*key as u32, dormant.generation)
+                })
+                .map(|(key, _)| key)
+                .collect();
+            due.into_iter().map(|key| table.remove(key)).collect()
+        };
+        for dormant in woken {
+            self.spawn(dormant, "keep-alive deadline");
+        }
+    }
+
+    /// Gives a woken connection a task again; `cause` is what woke it (for the log).
+    fn spawn(&self, dormant: Dormant, cause: &'static str) {
+        let Some(runtime) = self.runtime.get() else {
+            return;
+        };
+        tracing::debug!(
+            client_id = dormant.connection.mailbox().client_id(),
+            cause,
+            "connection woke"
+        );
+        let fd = dormant.socket.as_raw_fd();
+        // Failing only for a socket that was never registered; it is watched by its task now.
+        let _ = runtime.registry.deregister(&mut SourceFd(&fd));
+        let task = connection::wake(dormant);
+        runtime.tasks.lock().spawn_on(task, &runtime.handle);
+    }
+
+    /// The set's own task: wakes connections whose sockets became readable, and checks
+    /// deadlines every [`SWEEP`].
+    async fn watch(self: Arc<Self>, mut ready: AsyncFd<Poll>) {
+        let mut events = Events::with_capacity(EVENTS);
+        let mut sweep = tokio::time::interval(SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                guard = ready.readable_mut() => {
+                    let Ok(mut guard) = guard else {
+                        tracing::error!("dormant connections' epoll set failed; they are no longer watched");
+                        return;
+                    };
+                    if let Err(error) = guard.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
+                        if error.kind() != std::io::ErrorKind::Interrupted {
+                            tracing::warn!(%error, "polling dormant connections failed");
+                        }
+                    }
+                    // A full batch may have left events behind: poll again before waiting.
+                    if events.iter().count() < EVENTS {
+                        guard.clear_ready();
+                    }
+                    for event in events.iter() {
+                        self.wake_ready(event.token().0);
+                    }
+                }
+                _ = sweep.tick() => self.sweep(Instant::now()),
+            }
+        }
+    }
+}
+
+/// A generation number unique among the tickets alive at once (it wraps after 2^32).
+fn next_generation() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
