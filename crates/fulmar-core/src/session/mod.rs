@@ -15,6 +15,7 @@ mod inbound;
 mod inflight;
 mod outbound;
 mod persist;
+pub mod process_keyed;
 mod rate;
 #[cfg(test)]
 mod tests;
@@ -23,7 +24,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ahash::{HashMap, HashMapExt, HashSet};
+use ahash::{HashMap, HashSet};
 use fulmar_proto::{
     encoded_len, Ack, Auth, Disconnect, Packet, PacketId, Properties, ProtocolVersion, Publish,
     QoS, ReasonCode, Subscribe, SubscriptionOptions, TopicFilter, TopicName, Unsubscribe,
@@ -156,7 +157,7 @@ pub struct Session {
     limits: SessionLimits,
     client: ClientCapabilities,
     inflight: Inflight,
-    subscriptions: HashMap<TopicFilter, SubscriptionOptions>,
+    subscriptions: process_keyed::HashMap<TopicFilter, SubscriptionOptions>,
     transmit: VecDeque<Packet>,
     /// State that most sessions never need, allocated on first use (see [`Extras`]).
     extras: Option<Box<Extras>>,
@@ -245,7 +246,7 @@ impl Session {
             limits,
             client: ClientCapabilities::default(),
             inflight: Inflight::default(),
-            subscriptions: HashMap::new(),
+            subscriptions: process_keyed::HashMap::default(),
             transmit: VecDeque::new(),
             extras: Extras::for_limits(None, &limits, now),
             persist_log: None,
@@ -321,7 +322,7 @@ impl Session {
     }
 
     /// The subscriptions this session holds, by filter.
-    pub fn subscriptions(&self) -> &HashMap<TopicFilter, SubscriptionOptions> {
+    pub fn subscriptions(&self) -> &process_keyed::HashMap<TopicFilter, SubscriptionOptions> {
         &self.subscriptions
     }
 

@@ -598,5 +598,6 @@ fn extras_are_allocated_only_for_what_needs_them() {
     };
     s.attach(ProtocolVersion::V5, 0, rated, t0);
     assert!(s.extras.is_some(), "a rate limit lives in the extras");
-    assert!(std::mem::size_of::<Session>() <= 272);
+    // 272 before the subscription map's hasher became process-wide (ProcessKeyed).
+    assert!(std::mem::size_of::<Session>() <= 240);
 }

@@ -59,20 +59,28 @@ struct Awaited {
     until: Instant,
     /// The queue's [`Mailbox::drains`] when `until` was set: a different count later means
     /// it drained meanwhile, so it has not been stuck all that time.
-    drains: u64,
+    drains: u32,
 }
 
 /// Replies held back, and the queues they wait for.
+#[derive(Debug, Default)]
+pub struct PublisherHold {
+    /// What is held; allocated only while something is (most connections never hold
+    /// anything, and inline the two queues would cost every connection 56 bytes).
+    held: Option<Box<Holding>>,
+    /// `limits.max_publisher_hold_ms` when the connection began (a reloaded configuration
+    /// applies to new connections, and reading it per PUBLISH cost a lock).
+    max_hold: Duration,
+}
+
+/// The held replies and awaited queues of a hold in progress.
 ///
 /// # Invariants
 /// `waiting_on` holds each mailbox at most once.
 #[derive(Debug, Default)]
-pub struct PublisherHold {
+struct Holding {
     replies: VecDeque<Held>,
     waiting_on: Vec<Awaited>,
-    /// `limits.max_publisher_hold_ms` when the connection began (a reloaded configuration
-    /// applies to new connections, and reading it per PUBLISH cost a lock).
-    max_hold: Duration,
 }
 
 /// What woke a waiting hold.
@@ -104,14 +112,15 @@ impl PublisherHold {
         let max_hold = self.max_hold;
         let mut now = None;
         for mailbox in congested {
-            if !self
+            let held = self.held.get_or_insert_default();
+            if !held
                 .waiting_on
                 .iter()
                 .any(|a| Arc::ptr_eq(&a.mailbox, &mailbox))
             {
                 let until = *now.get_or_insert_with(Instant::now) + max_hold;
                 let drains = mailbox.drains();
-                self.waiting_on.push(Awaited {
+                held.waiting_on.push(Awaited {
                     mailbox,
                     until,
                     drains,
@@ -126,30 +135,36 @@ impl PublisherHold {
 
     /// Sends `reply` now, or queues it behind held replies and its own commit.
     pub fn reply(&mut self, session: &mut Session, reply: Reply, ticket: Option<CommitTicket>) {
-        if ticket.is_none() && self.replies.is_empty() && self.waiting_on.is_empty() {
+        if ticket.is_none() && self.held.is_none() {
             send(session, reply);
         } else {
-            self.replies.push_back(Held { reply, ticket });
+            let held = self.held.get_or_insert_default();
+            held.replies.push_back(Held { reply, ticket });
         }
     }
 
     /// Whether reading from the client must pause: a congested subscriber holds the
     /// publisher, or too many replies wait for commits.
     pub fn is_holding(&self) -> bool {
-        !self.waiting_on.is_empty() || self.replies.len() >= MAX_PENDING_COMMITS
+        self.held.as_ref().is_some_and(|held| {
+            !held.waiting_on.is_empty() || held.replies.len() >= MAX_PENDING_COMMITS
+        })
     }
 
     /// Whether anything waits (a wake-up source for the run loop).
     pub fn is_waiting(&self) -> bool {
-        !self.waiting_on.is_empty() || !self.replies.is_empty()
+        self.held.is_some()
     }
 
     /// Resolves when the first awaited queue is relieved (see `Outbox::is_relieved`), the
     /// hold expires, or the first pending commit finishes.
     pub async fn wait(&mut self) -> Woke {
-        let deadline = self.waiting_on.iter().map(|a| a.until).min();
-        let congested = self.waiting_on.first().map(|a| Arc::clone(&a.mailbox));
-        let ticket = self.replies.iter_mut().find_map(|h| h.ticket.as_mut());
+        let Some(held) = self.held.as_deref_mut() else {
+            return std::future::pending().await;
+        };
+        let deadline = held.waiting_on.iter().map(|a| a.until).min();
+        let congested = held.waiting_on.first().map(|a| Arc::clone(&a.mailbox));
+        let ticket = held.replies.iter_mut().find_map(|h| h.ticket.as_mut());
         let drained = async {
             match (congested, deadline) {
                 (Some(mailbox), Some(deadline)) => tokio::select! {
@@ -178,7 +193,10 @@ impl PublisherHold {
 
     /// Records the outcome of the first pending commit (see [`Woke::Committed`]).
     pub fn committed(&mut self, ok: bool) {
-        if let Some(held) = self.replies.iter_mut().find(|h| h.ticket.is_some()) {
+        let Some(held) = self.held.as_deref_mut() else {
+            return;
+        };
+        if let Some(held) = held.replies.iter_mut().find(|h| h.ticket.is_some()) {
             held.ticket = None;
             if !ok {
                 if let Reply::Ack(_, _, reason) = &mut held.reply {
@@ -195,8 +213,11 @@ impl PublisherHold {
     /// publishers one hold, not one per message). Returns whether a queue's time ran out.
     pub fn release_ready(&mut self, session: &mut Session, now: Instant) -> bool {
         let max_hold = self.max_hold;
+        let Some(held) = self.held.as_deref_mut() else {
+            return false;
+        };
         let mut expired = false;
-        self.waiting_on.retain_mut(|awaited| {
+        held.waiting_on.retain_mut(|awaited| {
             if !awaited.mailbox.holds_publishers() {
                 return false;
             }
@@ -214,11 +235,14 @@ impl PublisherHold {
             expired = true;
             false
         });
-        if self.waiting_on.is_empty() {
-            while self.replies.front().is_some_and(|h| h.ticket.is_none()) {
-                if let Some(held) = self.replies.pop_front() {
-                    send(session, held.reply);
+        if held.waiting_on.is_empty() {
+            while held.replies.front().is_some_and(|h| h.ticket.is_none()) {
+                if let Some(reply) = held.replies.pop_front() {
+                    send(session, reply.reply);
                 }
+            }
+            if held.replies.is_empty() {
+                self.held = None;
             }
         }
         expired
@@ -237,5 +261,75 @@ fn send(session: &mut Session, reply: Reply) {
             session.acknowledge(qos, packet_id, reason);
         }
         Reply::Packet(packet) => session.queue_transmit(*packet),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use fulmar_core::{Delivery, Message, QueueLimits, SessionLimits};
+    use fulmar_proto::{PacketId, Properties, ProtocolVersion, TopicName};
+
+    use super::*;
+
+    fn delivery() -> Delivery {
+        let message = Message {
+            topic: TopicName::new("t").unwrap(),
+            payload: Bytes::from_static(b"x"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::default(),
+            origin: None,
+            expires_at: None,
+        };
+        Delivery::new(Arc::new(message), QoS::AtLeastOnce, false)
+    }
+
+    fn puback(id: u16) -> (QoS, Option<PacketId>, ReasonCode) {
+        (QoS::AtLeastOnce, PacketId::new(id), ReasonCode::Success)
+    }
+
+    #[test]
+    fn a_hold_holds_the_ack_until_the_queue_is_relieved_and_then_frees_itself() {
+        let now = Instant::now();
+        let mut session = Session::new(
+            "pub".into(),
+            ProtocolVersion::V3_1_1,
+            0,
+            SessionLimits::default(),
+            now,
+        );
+        let mut hold = PublisherHold::new(Duration::from_secs(60));
+        assert!(std::mem::size_of::<PublisherHold>() <= 24);
+        hold.acknowledge(&mut session, puback(1), [], None);
+        assert!(
+            session.poll_transmit().is_some(),
+            "no congestion: acked at once"
+        );
+        assert!(!hold.is_waiting(), "nothing held, nothing allocated");
+
+        let limits = QueueLimits {
+            max_messages: 16,
+            max_bytes: 1 << 20,
+        };
+        let subscriber = Arc::new(Mailbox::new("sub".into(), limits));
+        while !subscriber.push(delivery()).congested {}
+        hold.acknowledge(&mut session, puback(2), [Arc::clone(&subscriber)], None);
+        assert!(hold.is_holding() && session.poll_transmit().is_none());
+        hold.acknowledge(&mut session, puback(3), [], None);
+        assert!(
+            session.poll_transmit().is_none(),
+            "later acks queue behind [MQTT-4.6.0-2]"
+        );
+
+        assert!(!hold.release_ready(&mut session, now), "still congested");
+        assert!(hold.is_holding());
+        let mut drained = Vec::new();
+        subscriber.with(|outbox| outbox.pop_batch(usize::MAX, usize::MAX, &mut drained));
+        subscriber.after_drain();
+        assert!(!hold.release_ready(&mut session, now));
+        let released: Vec<_> = std::iter::from_fn(|| session.poll_transmit()).collect();
+        assert_eq!(released.len(), 2, "both held acks, in order: {released:?}");
+        assert!(!hold.is_waiting(), "an emptied hold frees its queues");
     }
 }
