@@ -207,7 +207,7 @@ fn v3_connect_needs_a_user_name_for_a_password_and_3_1_has_no_session_present() 
         properties: Properties::default(),
     };
     assert!(matches!(
-        encode_err(&Packet::Connect(connect), V3_1_1),
+        encode_err(&Packet::from(connect), V3_1_1),
         EncodeError::InvalidPacket(_)
     )); // [MQTT-3.1.2-22]
     let connack = Packet::ConnAck(ConnAck {

@@ -314,7 +314,7 @@ fn packet_with(ctx: Ctx, props: Properties, connect_props: Properties) -> Packet
             } else {
                 (connect_props, props)
             };
-            Packet::Connect(Connect {
+            Packet::from(Connect {
                 protocol: V5,
                 clean_start: true,
                 keep_alive: 30,

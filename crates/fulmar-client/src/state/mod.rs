@@ -173,7 +173,7 @@ impl ClientState {
         self.server_receive_max = u16::MAX;
         self.last_sent = now;
         let connect = self.options.connect_packet();
-        self.transmit.push_back(Packet::Connect(connect));
+        self.transmit.push_back(Packet::from(connect));
     }
 
     /// The transport is gone. Returns the ids of SUBSCRIBE/UNSUBSCRIBE requests that will never

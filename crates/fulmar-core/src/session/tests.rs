@@ -271,7 +271,7 @@ fn second_connect_is_a_protocol_violation() {
         properties: Properties::default(),
     };
     assert_eq!(
-        s.handle(Packet::Connect(connect), t0),
+        s.handle(Packet::from(connect), t0),
         Err(ProtocolError::SecondConnect)
     );
 }

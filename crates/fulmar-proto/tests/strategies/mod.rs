@@ -286,7 +286,7 @@ pub fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 if !v.is_v5() && password.is_some() && username.is_none() {
                     username = Some("user".into()); // [MQTT-3.1.2-22]
                 }
-                Packet::Connect(Connect {
+                Packet::from(Connect {
                     protocol: v,
                     clean_start,
                     keep_alive,

@@ -261,7 +261,7 @@ where
         _ = shutdown.changed() => return None,
     };
     match first {
-        Ok(Ok(Packet::Connect(connect))) => Some(connect),
+        Ok(Ok(Packet::Connect(connect))) => Some(*connect),
         Ok(Ok(other)) => {
             bump(&broker.metrics().protocol_errors);
             tracing::info!(%peer, packet = other.kind_name(), "first packet is not CONNECT; closing");

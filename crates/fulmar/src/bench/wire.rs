@@ -52,7 +52,7 @@ pub fn connect(
     if persistent && version == ProtocolVersion::V5 {
         properties.session_expiry_interval = Some(PERSISTENT_SESSION_EXPIRY_SECS);
     }
-    let packet = fulmar_proto::Packet::Connect(Connect {
+    let packet = fulmar_proto::Packet::from(Connect {
         protocol: version,
         clean_start: !persistent,
         keep_alive,
