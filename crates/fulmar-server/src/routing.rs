@@ -115,7 +115,8 @@ impl Broker {
             ticket,
             ..Published::default()
         };
-        for target in targets {
+        // Drained in place: moving the inline array into an iterator copies all eight slots.
+        for target in targets.drain(..) {
             if self.push_delivery(&target.mailbox, target.delivery) {
                 published.congested.push((target.key, target.mailbox));
             }
