@@ -2,6 +2,7 @@
 //! and the counters. Connections hold an `Arc<Broker>`; nothing here awaits while a lock
 //! is held.
 
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -153,7 +154,9 @@ impl Broker {
 
     /// A key for a new session incarnation, never handed out before.
     pub fn new_session_key(&self) -> SessionKey {
-        SessionKey(self.next_session_key.fetch_add(1, Ordering::Relaxed))
+        let key = self.next_session_key.fetch_add(1, Ordering::Relaxed);
+        // The counter starts at 1 and a u64 does not wrap in the broker's lifetime.
+        SessionKey(NonZeroU64::new(key).expect("session keys start at 1"))
     }
 
     /// A nonce for a server-assigned client identifier.
