@@ -78,6 +78,9 @@ impl Security {
 
     /// The ACL, when one is configured.
     pub fn acl(&self) -> Option<Arc<Acl>> {
+        // A reload re-reads the configured paths, never new ones: without an ACL file there
+        // is never an ACL, and the publish path (which asks on every message) takes no lock.
+        self.settings.acl_file.as_ref()?;
         self.loaded.read().acl.clone()
     }
 
