@@ -86,6 +86,48 @@ fn check_name(s: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// True for a valid topic name made of ASCII only, found in one pass over the bytes: every
+/// PUBLISH's topic goes through here, and ASCII is valid UTF-8 without a separate validation.
+/// False for anything else, valid or not: [`check_name`] after `from_utf8` then decides.
+fn is_plain_ascii_name(bytes: &[u8]) -> bool {
+    // [MQTT-4.7.3-1] non-empty, [MQTT-4.7.3-3] at most 65,535 bytes.
+    if bytes.is_empty() || bytes.len() > MAX_TOPIC_LEN {
+        return false;
+    }
+    // Eight bytes at a time; a short name is padded with a harmless byte, and the last word of
+    // a longer one overlaps the word before it, so every byte is in some word.
+    let mut chunks = bytes.chunks_exact(8);
+    let ok = chunks.by_ref().all(plain_ascii_word);
+    if chunks.remainder().is_empty() {
+        return ok;
+    }
+    match bytes.len().checked_sub(8) {
+        Some(start) => ok && plain_ascii_word(&bytes[start..]),
+        None => {
+            let mut padded = [b'a'; 8];
+            padded[..bytes.len()].copy_from_slice(bytes);
+            plain_ascii_word(&padded)
+        }
+    }
+}
+
+/// Whether eight bytes are ASCII without U+0000 [MQTT-4.7.3-2] and without a wildcard
+/// [MQTT-3.3.2-2].
+fn plain_ascii_word(word: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    // Non-zero exactly when some byte of `x` is zero (the carry can only flag a byte above
+    // a zero one, never make the whole test true without one).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut x = [0u8; 8];
+    x.copy_from_slice(word);
+    let x = u64::from_le_bytes(x);
+    x & HIGH == 0
+        && !has_zero(x)
+        && !has_zero(x ^ (ONES * u64::from(b'+')))
+        && !has_zero(x ^ (ONES * u64::from(b'#')))
+}
+
 fn check_filter(s: &str) -> Result<(), TopicError> {
     check_common(s)?;
     let mut levels = s.split('/').peekable();
@@ -219,9 +261,12 @@ impl TopicName {
 
     /// Validates raw bytes (UTF-8 included) and wraps them without copying.
     pub fn from_bytes(bytes: Bytes) -> Result<Self, TopicError> {
-        // `check_name` also rejects U+0000 [MQTT-1.5.4-2], so `check_utf8` would only repeat it.
-        let name = std::str::from_utf8(&bytes).map_err(|_| TopicError::InvalidUtf8)?;
-        check_name(name)?;
+        if !is_plain_ascii_name(&bytes) {
+            // `check_name` also rejects U+0000 [MQTT-1.5.4-2], so `check_utf8` would only
+            // repeat it.
+            let name = std::str::from_utf8(&bytes).map_err(|_| TopicError::InvalidUtf8)?;
+            check_name(name)?;
+        }
         Ok(Self(bytes))
     }
 
@@ -317,6 +362,52 @@ mod tests {
         );
         assert_eq!(TopicName::new("x".repeat(65_536)), Err(TopicError::TooLong));
         assert!(TopicName::empty().is_empty());
+    }
+
+    #[test]
+    fn decoded_names_get_the_same_verdict_as_the_full_check() {
+        let long = "x".repeat(65_536);
+        let inputs: [&[u8]; 18] = [
+            b"a/b",
+            b"sensors/room/1",
+            b"sensors/room/+",
+            b"sensors+room/1",
+            b"sensors/\0oom/temperature",
+            b"sensors/room/temp\xC3\xA9",
+            b"12345678",
+            b"",
+            b"a/+",
+            b"#",
+            b"a\0b",
+            b"\x7f/~",
+            "caf\u{e9}/\u{fc}".as_bytes(),
+            b"\xED\xA0\x80",
+            b"\xC0\xAF",
+            b"\xFF",
+            "\u{e9}+".as_bytes(),
+            long.as_bytes(),
+        ];
+        for raw in inputs {
+            let full = std::str::from_utf8(raw)
+                .map_err(|_| TopicError::InvalidUtf8)
+                .and_then(check_name);
+            let decoded = TopicName::from_bytes(Bytes::copy_from_slice(raw)).map(|_| ());
+            assert_eq!(decoded, full, "{raw:?}");
+        }
+        // Every byte value at every position of names from 1 to 17 bytes (word, tail, padding).
+        for len in 1..=17 {
+            for at in 0..len {
+                for byte in 0..=u8::MAX {
+                    let mut raw = vec![b'x'; len];
+                    raw[at] = byte;
+                    let full = std::str::from_utf8(&raw)
+                        .map_err(|_| TopicError::InvalidUtf8)
+                        .and_then(check_name);
+                    let decoded = TopicName::from_bytes(Bytes::from(raw.clone())).map(|_| ());
+                    assert_eq!(decoded, full, "{raw:?}");
+                }
+            }
+        }
     }
 
     #[test]
