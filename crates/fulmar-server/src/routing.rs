@@ -81,19 +81,15 @@ impl Broker {
         }
         let mut batch = extra;
         let mut body = None;
-        // Stored recipients, locked (address order, once each) until the batch is submitted.
-        let mut stored: SmallVec<[Arc<Mailbox>; 4]> = targets
-            .iter()
-            .filter(|t| t.mailbox.store().is_some() && t.delivery.qos > QoS::AtMostOnce)
-            .map(|t| Arc::clone(&t.mailbox))
-            .collect();
-        stored.sort_unstable_by_key(|m| Arc::as_ptr(m) as usize);
-        stored.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        let _gates: SmallVec<[_; 4]> = stored
-            .iter()
-            .filter_map(|m| m.store().map(|slot| slot.gate()))
-            .collect();
+        let stored;
+        let _gates;
         if let Some(persistence) = self.persistence() {
+            // Stored recipients, locked (address order, once each) until the batch is submitted.
+            stored = stored_recipients(&targets);
+            _gates = stored
+                .iter()
+                .filter_map(|m| m.store().map(|slot| slot.gate()))
+                .collect::<SmallVec<[_; 4]>>();
             if let Err(limit) = stage(persistence, &message, &mut targets, &mut batch, &mut body) {
                 bump(&self.metrics().dropped_queue_full);
                 tracing::warn!(topic = %message.topic, %limit, "QoS 1/2 message refused: store limit");
@@ -375,6 +371,19 @@ impl Broker {
             None => false,
         }
     }
+}
+
+/// The mailboxes of the QoS 1/2 recipients that have a stored session, in address order,
+/// once each. Only with persistence on: without it no mailbox has a store slot.
+fn stored_recipients(targets: &[Target]) -> SmallVec<[Arc<Mailbox>; 4]> {
+    let mut stored: SmallVec<[Arc<Mailbox>; 4]> = targets
+        .iter()
+        .filter(|t| t.mailbox.store().is_some() && t.delivery.qos > QoS::AtMostOnce)
+        .map(|t| Arc::clone(&t.mailbox))
+        .collect();
+    stored.sort_unstable_by_key(|m| Arc::as_ptr(m) as usize);
+    stored.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    stored
 }
 
 /// Adds an `Enqueue` for every QoS 1/2 delivery to a stored session, sharing one body, and
