@@ -44,8 +44,9 @@ pub struct TopicTree<K, V> {
 
 /// One filter level.
 struct Node<K, V> {
-    /// Children by literal level, including the empty level.
-    literal: HashMap<Box<str>, Node<K, V>, RandomState>,
+    /// Children by literal level, including the empty level. Keyed by the level's bytes:
+    /// matching cuts a topic at `/` bytes and looks the pieces up as they are.
+    literal: HashMap<Box<[u8]>, Node<K, V>, RandomState>,
     /// The `+` child (§4.7.1.3).
     plus: Option<Box<Node<K, V>>>,
     /// Subscriptions to `{this level}/#` (§4.7.1.2); `#` is the last level, so no children.
@@ -84,6 +85,7 @@ impl<K: Copy + Eq + Hash, V> Node<K, V> {
                 }
                 PLUS => node.plus.get_or_insert_with(|| Box::new(Node::new())),
                 literal => {
+                    let literal = literal.as_bytes();
                     if !node.literal.contains_key(literal) {
                         node.literal.insert(literal.into(), Node::new());
                     }
@@ -115,6 +117,7 @@ impl<K: Copy + Eq + Hash, V> Node<K, V> {
                 removed
             }
             Some(literal) => {
+                let literal = literal.as_bytes();
                 let child = self.literal.get_mut(literal)?;
                 let removed = child.remove(levels, group, key);
                 if child.is_empty() {
@@ -151,8 +154,11 @@ impl<K: Copy + Eq + Hash, V> Node<K, V> {
         let Some(level) = levels.next() else {
             return sources + self.subs.visit(choose, f);
         };
-        if let Some(child) = self.literal.get(level) {
-            sources += child.walk(levels.clone(), true, choose, f);
+        // A level below a wildcard often has no literal children: skip hashing the level.
+        if !self.literal.is_empty() {
+            if let Some(child) = self.literal.get(level) {
+                sources += child.walk(levels.clone(), true, choose, f);
+            }
         }
         if wildcards {
             // §4.7.1.3 `+` matches exactly one level, which may be empty.
@@ -170,24 +176,25 @@ impl<K: Copy + Eq + Hash, V> Node<K, V> {
     }
 }
 
-/// The levels of a topic, as `topic.split('/')` yields them (empty levels included), found by
-/// a byte scan: matching splits every PUBLISH's topic, and the generic `char` searcher cost
-/// more than the hash lookups it feeds. `/` is ASCII, so each cut is on a char boundary.
+/// The levels of a topic as bytes, as `topic.split('/')` yields them (empty levels included),
+/// found by a byte scan: matching splits every PUBLISH's topic, and the generic `char` searcher
+/// (and the char-boundary checks of slicing a `str`) cost more than the hash lookups it feeds.
 #[derive(Clone)]
 struct Levels<'a> {
     /// What is left to split; `None` once the last level was returned.
-    rest: Option<&'a str>,
+    rest: Option<&'a [u8]>,
 }
 
 impl<'a> Iterator for Levels<'a> {
-    type Item = &'a str;
+    type Item = &'a [u8];
 
-    fn next(&mut self) -> Option<&'a str> {
+    fn next(&mut self) -> Option<&'a [u8]> {
         let rest = self.rest?;
-        match rest.bytes().position(|b| b == SEPARATOR as u8) {
+        match rest.iter().position(|&b| b == SEPARATOR as u8) {
             Some(i) => {
-                self.rest = Some(&rest[i + 1..]);
-                Some(&rest[..i])
+                let (level, after) = rest.split_at(i);
+                self.rest = after.get(1..);
+                Some(level)
             }
             None => {
                 self.rest = None;
@@ -198,7 +205,7 @@ impl<'a> Iterator for Levels<'a> {
 }
 
 /// Release a child map's table once most of it is empty (after a wave of unsubscribes).
-pub(crate) fn shrink_if_sparse<T>(map: &mut HashMap<Box<str>, T, RandomState>) {
+pub(crate) fn shrink_if_sparse<Q: Eq + Hash, T>(map: &mut HashMap<Q, T, RandomState>) {
     if map.capacity() > 64 && map.len() < map.capacity() / 4 {
         map.shrink_to(map.len() * 2);
     }
@@ -280,8 +287,14 @@ impl<K: Copy + Eq + Hash, V> TopicTree<K, V> {
         F: FnMut(K, &V),
     {
         let wildcards = !is_dollar_topic(topic);
-        self.root
-            .walk(Levels { rest: Some(topic) }, wildcards, choose, f)
+        self.root.walk(
+            Levels {
+                rest: Some(topic.as_bytes()),
+            },
+            wildcards,
+            choose,
+            f,
+        )
     }
 
     /// Number of `(filter, key)` subscriptions.
@@ -333,8 +346,11 @@ mod tests {
     #[test]
     fn levels_split_like_str_split() {
         for topic in ["a", "a/b/c", "/", "//", "/a/", "a//b", "", "é/ü/$x"] {
-            let levels: Vec<&str> = Levels { rest: Some(topic) }.collect();
-            let split: Vec<&str> = topic.split('/').collect();
+            let levels: Vec<&[u8]> = Levels {
+                rest: Some(topic.as_bytes()),
+            }
+            .collect();
+            let split: Vec<&[u8]> = topic.split('/').map(str::as_bytes).collect();
             assert_eq!(levels, split, "{topic:?}");
         }
     }
