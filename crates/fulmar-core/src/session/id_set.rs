@@ -5,8 +5,11 @@
 /// Windows up to this size are scanned; a larger one gets a bitmap.
 const SCAN_LIMIT: usize = 64;
 
-/// A bitmap of the 65,536 packet id values (8 KiB), present only while the window is larger
-/// than [`SCAN_LIMIT`] (so an idle or small session pays 8 bytes for it).
+/// A bitmap of the 65,536 packet id values (8 KiB), built only when an id must be looked up
+/// in a window larger than [`SCAN_LIMIT`]; the owner drops it once no lookups are needed
+/// (see `Inflight`), so an idle or small session pays 8 bytes for it, and a large window that
+/// fills and drains does not allocate and free 8 KiB each time (which also made glibc
+/// consolidate its fast bins).
 ///
 /// # Invariants
 /// When `Some`, bit `id` is set exactly for the ids of the open exchanges.
@@ -22,35 +25,29 @@ impl IdSet {
         }
     }
 
-    /// Records `id` as open; `len` is the window size after it and `open` every open id
-    /// (read once, when the bitmap is built).
-    pub(super) fn insert(&mut self, id: u16, len: usize, open: impl Iterator<Item = u16>) {
-        match &mut self.0 {
-            Some(bits) => bits[usize::from(id / 64)] |= 1 << (id % 64),
-            None if len > SCAN_LIMIT => self.rebuild(len, open),
-            None => {}
+    /// Records `id` as open.
+    pub(super) fn insert(&mut self, id: u16) {
+        if let Some(bits) = &mut self.0 {
+            bits[usize::from(id / 64)] |= 1 << (id % 64);
         }
     }
 
-    /// Records `id` as closed; `len` is the window size after it (an empty window frees the
-    /// bitmap).
-    pub(super) fn remove(&mut self, id: u16, len: usize) {
-        if len == 0 {
-            self.0 = None;
-        } else if let Some(bits) = &mut self.0 {
+    /// Records `id` as closed.
+    pub(super) fn remove(&mut self, id: u16) {
+        if let Some(bits) = &mut self.0 {
             bits[usize::from(id / 64)] &= !(1 << (id % 64));
         }
     }
 
-    /// Forgets everything (the window was emptied).
+    /// Drops the bitmap: lookups scan again until [`IdSet::prepare`] builds a new one.
     pub(super) fn clear(&mut self) {
         self.0 = None;
     }
 
-    /// Rebuilds from the open ids of a window of `len` exchanges (changed wholesale).
-    pub(super) fn rebuild(&mut self, len: usize, open: impl Iterator<Item = u16>) {
-        self.0 = None;
-        if len > SCAN_LIMIT {
+    /// Makes lookups in a window of `len` exchanges with the ids `open` cheap: builds the
+    /// bitmap if the window is past [`SCAN_LIMIT`] and there is none.
+    pub(super) fn prepare(&mut self, len: usize, open: impl Iterator<Item = u16>) {
+        if self.0.is_none() && len > SCAN_LIMIT {
             let mut bits = Box::new([0u64; 1024]);
             for used in open {
                 bits[usize::from(used / 64)] |= 1 << (used % 64);

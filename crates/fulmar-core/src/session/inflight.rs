@@ -55,7 +55,8 @@ pub struct Inflight {
     /// id is at most `last_id` (ids rise within a wrap), so while this is 0 the id after
     /// `last_id` is free without a lookup.
     older_than_wrap: usize,
-    /// The ids in `entries` (see [`IdSet`]'s invariant).
+    /// The ids in `entries` (see [`IdSet`]'s invariant), for the lookups a fresh id needs
+    /// while `older_than_wrap > 0`; dropped whenever `older_than_wrap` is 0.
     ids: IdSet,
 }
 
@@ -82,8 +83,7 @@ impl Inflight {
             delivery: Some(delivery),
             state,
         });
-        let open = self.entries.iter().map(|e| e.packet_id.get());
-        self.ids.insert(packet_id.get(), self.entries.len(), open);
+        self.ids.insert(packet_id.get());
     }
 
     /// Rebuilds the window from restored exchanges, in send order; ids continue after the
@@ -91,13 +91,11 @@ impl Inflight {
     pub fn restore(entries: Vec<InflightEntry>) -> Self {
         let last_id = entries.last().map_or(0, |e| e.packet_id.get());
         let entries: VecDeque<InflightEntry> = entries.into();
-        let mut ids = IdSet::default();
-        ids.rebuild(entries.len(), entries.iter().map(|e| e.packet_id.get()));
         Inflight {
             older_than_wrap: entries.len(),
             entries,
             last_id,
-            ids,
+            ids: IdSet::default(),
         }
     }
 
@@ -113,7 +111,12 @@ impl Inflight {
                 }
             }
             if let Some(id) = PacketId::new(self.last_id) {
-                if self.older_than_wrap == 0 || !self.contains(id) {
+                if self.older_than_wrap == 0 {
+                    return id;
+                }
+                let open = self.entries.iter().map(|e| e.packet_id.get());
+                self.ids.prepare(self.entries.len(), open);
+                if !self.contains(id) {
                     return id;
                 }
             }
@@ -138,7 +141,11 @@ impl Inflight {
         if index < self.older_than_wrap {
             self.older_than_wrap -= 1;
         }
-        self.ids.remove(packet_id.get(), self.entries.len());
+        if self.older_than_wrap == 0 {
+            self.ids.clear();
+        } else {
+            self.ids.remove(packet_id.get());
+        }
         Some(entry)
     }
 
@@ -180,8 +187,8 @@ impl Inflight {
             keep
         });
         self.older_than_wrap = older_kept;
-        let open = self.entries.iter().map(|e| e.packet_id.get());
-        self.ids.rebuild(self.entries.len(), open);
+        // Rebuilt on the next lookup, if one is needed.
+        self.ids.clear();
         dropped
     }
 
