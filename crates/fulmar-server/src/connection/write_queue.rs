@@ -15,7 +15,14 @@
 //! `front` holds bytes, and no chunk in `more` is empty. `busy` is `None` whenever the queue
 //! has released its allocations. Chunks are never advanced, so a drained one keeps its whole
 //! capacity for reuse.
+//!
+//! A queue that goes idle gives its first chunk to a small per-thread pool rather than back
+//! to the allocator, and the next queue on that thread with packets to write takes it from
+//! there. Connections go idle and wake many times a second under load; a 16 KiB allocation
+//! and free each time also made glibc consolidate its fast bins, which then sent the
+//! per-message allocations (the routed `Arc<Message>`) down its slow paths.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;
@@ -32,6 +39,14 @@ pub const FIRST_CHUNK: usize = 16 * 1024;
 pub const CHUNK: usize = 64 * 1024;
 /// Chunks handed to one vectored write.
 const MAX_SLICES: usize = 16;
+/// Idle first chunks a worker thread keeps for the next queue that wakes (64 KiB).
+const POOLED_FIRST_CHUNKS: usize = 4;
+
+thread_local! {
+    /// Empty chunks of exactly [`FIRST_CHUNK`] capacity, at most [`POOLED_FIRST_CHUNKS`].
+    /// Whichever thread a queue is polled on, a chunk it takes is its own until it is idle.
+    static FIRST_CHUNK_POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
 
 /// The write side's queue of encoded packets.
 #[derive(Debug, Default)]
@@ -52,6 +67,14 @@ struct Busy {
     /// A drained chunk kept for the next packets, so a busy connection allocates none; freed
     /// by [`WriteQueue::release_empty`] before the connection waits idle.
     spare: Option<BytesMut>,
+}
+
+/// A chunk from the thread's pool, if it has one and `size_hint` fits a first chunk.
+fn pooled_first_chunk(size_hint: usize) -> Option<BytesMut> {
+    if size_hint > FIRST_CHUNK {
+        return None;
+    }
+    FIRST_CHUNK_POOL.with_borrow_mut(Vec::pop)
 }
 
 /// What `more` reads as while `busy` is `None`.
@@ -91,7 +114,10 @@ impl WriteQueue {
     fn last_with_room(&mut self, size_hint: usize) -> &mut BytesMut {
         if self.front.is_empty() {
             if self.front.capacity() < size_hint {
-                self.front = self.new_chunk(size_hint, FIRST_CHUNK);
+                self.front = match pooled_first_chunk(size_hint) {
+                    Some(chunk) => chunk,
+                    None => self.new_chunk(size_hint, FIRST_CHUNK),
+                };
             }
             return &mut self.front;
         }
@@ -187,10 +213,20 @@ impl WriteQueue {
         }
     }
 
-    /// Frees every allocation when nothing waits (called before the connection waits).
+    /// Frees every allocation when nothing waits (called before the connection waits); a
+    /// first-sized chunk goes to the thread's pool instead while it has room.
     pub fn release_empty(&mut self) {
         if self.is_empty() {
+            let front = std::mem::take(&mut self.front);
             *self = WriteQueue::default();
+            if front.capacity() == FIRST_CHUNK {
+                FIRST_CHUNK_POOL.with_borrow_mut(|pool| {
+                    if pool.len() < POOLED_FIRST_CHUNKS {
+                        debug_assert!(front.is_empty());
+                        pool.push(front);
+                    }
+                });
+            }
         }
     }
 
@@ -245,6 +281,20 @@ mod tests {
             4,
             "10 + 16374 | 7 | 3 chunks' worth | 1"
         );
+    }
+
+    #[test]
+    fn an_idle_queue_hands_its_first_chunk_to_the_next_one_on_the_thread() {
+        let mut idle = WriteQueue::default();
+        idle.append(10, |buf| buf.put_slice(&packet(1, 10)));
+        let chunk = idle.front.as_ptr();
+        idle.consume(10);
+        idle.release_empty();
+        assert!(!idle.is_allocated());
+        let mut waking = WriteQueue::default();
+        waking.append(10, |buf| buf.put_slice(&packet(2, 10)));
+        assert_eq!(waking.front.as_ptr(), chunk);
+        assert_eq!(waking.to_vec(), packet(2, 10));
     }
 
     #[test]
