@@ -448,7 +448,9 @@ fn target_for(message: &Arc<Message>, key: SessionKey, subscriber: &Subscriber) 
     // [MQTT-3.3.1-9] live messages go out with RETAIN clear, unless Retain As Published.
     let retain = options.retain_as_published && message.retain;
     let mut delivery = Delivery::new(Arc::clone(message), message.qos.min(options.qos), retain);
-    delivery.subscription_ids.extend(subscriber.subscription_id);
+    if let Some(id) = subscriber.subscription_id {
+        delivery.subscription_ids.push(id);
+    }
     delivery.shared_filter = subscriber.shared_filter.clone();
     Some(Target {
         key,
