@@ -142,7 +142,12 @@ impl Inflight {
     /// Completes the exchange `packet_id` if it is in `state`; returns it if it was.
     pub fn complete(&mut self, packet_id: PacketId, state: OutboundState) -> Option<InflightEntry> {
         let index = self.position(packet_id, state)?;
-        let entry = self.entries.remove(index)?;
+        // Acks mostly come in send order: the oldest exchange is the usual one.
+        let entry = if index == 0 {
+            self.entries.pop_front()
+        } else {
+            self.entries.remove(index)
+        }?;
         if index < self.older_than_wrap {
             self.older_than_wrap -= 1;
         }
