@@ -8,7 +8,9 @@ use bytes::{Buf, BufMut, BytesMut};
 
 use self::read::Reader;
 use self::write::{put_varint, varint_len};
-use crate::{DecodeError, EncodeError, Packet, PacketType, ProtocolVersion, Publish, PublishView};
+use crate::{
+    DecodeError, EncodeError, Packet, PacketType, ProtocolVersion, Publish, PublishView, ReasonCode,
+};
 
 /// Largest remaining length a 4-byte Variable Byte Integer can carry (section 1.5.5).
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
@@ -119,8 +121,19 @@ pub fn encode(
     version: ProtocolVersion,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    if let Packet::Publish(publish) = packet {
-        return encode_publish(publish, version, out);
+    match packet {
+        Packet::Publish(publish) => return encode_publish(publish, version, out),
+        // Hot path: a plain acknowledgement is four bytes in every version (3.x has only the
+        // packet id; 5.0 section 3.4.2.1: Success without properties omits the rest).
+        Packet::PubAck(ack) | Packet::PubRec(ack) | Packet::PubRel(ack) | Packet::PubComp(ack)
+            if !version.is_v5()
+                || (ack.reason == ReasonCode::Success && ack.properties.is_empty()) =>
+        {
+            let [high, low] = ack.packet_id.get().to_be_bytes();
+            out.put_slice(&[packet.first_byte(), 2, high, low]);
+            return Ok(());
+        }
+        _ => {}
     }
     let body = packet.body_len(version)?;
     out.reserve(frame_len(body)?);
