@@ -9,7 +9,8 @@ use bytes::{Buf, BufMut, BytesMut};
 use self::read::Reader;
 use self::write::{put_varint, varint_len};
 use crate::{
-    DecodeError, EncodeError, Packet, PacketType, ProtocolVersion, Publish, PublishView, ReasonCode,
+    Ack, DecodeError, EncodeError, Packet, PacketId, PacketType, ProtocolVersion, Publish,
+    PublishView, ReasonCode,
 };
 
 /// Largest remaining length a 4-byte Variable Byte Integer can carry (section 1.5.5).
@@ -96,6 +97,12 @@ pub fn decode(
     if buf.len() < size {
         return Ok(None);
     }
+    if remaining == 2 {
+        if let Some(ack) = short_ack(packet_type, [buf[header], buf[header + 1]])? {
+            buf.advance(size);
+            return Ok(Some(ack));
+        }
+    }
     let mut frame = buf.split_to(size).freeze();
     frame.advance(header);
     let mut reader = Reader::new(frame);
@@ -104,6 +111,24 @@ pub fn decode(
         return Err(DecodeError::TrailingBytes); // the remaining length is consumed exactly
     }
     Ok(Some(packet))
+}
+
+/// Hot path: an acknowledgement whose body is just its packet id (every one in 3.x; Success
+/// without properties in 5.0, section 3.4.2.1), read in place rather than split off the
+/// buffer. `None` for the other packet types.
+fn short_ack(packet_type: PacketType, body: [u8; 2]) -> Result<Option<Packet>, DecodeError> {
+    let ack = || {
+        PacketId::new(u16::from_be_bytes(body))
+            .map(Ack::new)
+            .ok_or(DecodeError::ZeroPacketId) // [MQTT-2.3.1-1]
+    };
+    Ok(Some(match packet_type {
+        PacketType::PubAck => Packet::PubAck(ack()?),
+        PacketType::PubRec => Packet::PubRec(ack()?),
+        PacketType::PubRel => Packet::PubRel(ack()?),
+        PacketType::PubComp => Packet::PubComp(ack()?),
+        _ => return Ok(None),
+    }))
 }
 
 /// Size of a whole packet with a body of `body` bytes.
