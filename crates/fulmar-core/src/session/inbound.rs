@@ -12,9 +12,11 @@ impl Session {
     ) -> Result<Option<Event>, ProtocolError> {
         self.resolve_topic_alias(&mut publish)?;
         let topic = publish.topic.as_str();
+        let max_levels = usize::from(self.limits.max_topic_levels);
+        // A topic of n bytes has at most n + 1 levels: short ones need no count.
         if topic.len() > usize::from(self.limits.max_topic_len)
-            || topic.bytes().filter(|&b| b == b'/').count() + 1
-                > usize::from(self.limits.max_topic_levels)
+            || (topic.len() >= max_levels
+                && topic.bytes().filter(|&b| b == b'/').count() + 1 > max_levels)
         {
             return Err(ProtocolError::TopicNameTooLong);
         }

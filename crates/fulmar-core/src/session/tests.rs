@@ -601,3 +601,25 @@ fn extras_are_allocated_only_for_what_needs_them() {
     // 272 before the subscription map's hasher became process-wide (ProcessKeyed).
     assert!(std::mem::size_of::<Session>() <= 240);
 }
+
+#[test]
+fn a_topic_over_the_level_limit_is_refused() {
+    let t0 = Instant::now();
+    let limits = SessionLimits {
+        max_topic_levels: 3,
+        ..SessionLimits::default()
+    };
+    let mut s = Session::new("c".into(), ProtocolVersion::V3_1_1, 0, limits, t0);
+    for (topic, within) in [
+        ("a/b/c", true),
+        ("//", true),
+        ("a/b/c/d", false),
+        ("///", false),
+    ] {
+        let mut p = publish(QoS::AtMostOnce, None, false);
+        p.topic = TopicName::new(topic).unwrap();
+        let refused = s.handle(Packet::Publish(p), t0).err();
+        let expected = (!within).then_some(ProtocolError::TopicNameTooLong);
+        assert_eq!(refused, expected, "{topic}");
+    }
+}
