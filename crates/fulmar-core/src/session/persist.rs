@@ -91,6 +91,7 @@ impl Session {
     }
 
     /// Whether records wait to be taken (cheap: the server asks after every packet).
+    #[inline]
     pub fn has_persist(&self) -> bool {
         self.persist_log.as_ref().is_some_and(|log| !log.is_empty())
     }

@@ -32,10 +32,16 @@ impl Connection {
     /// returned: the caller must not let them reach the socket before it commits, or a crash
     /// in between would send the message again (a duplicate, breaking exactly once
     /// [MQTT-4.3.3]).
+    #[inline]
     pub(super) fn flush_persist(&mut self) -> Option<CommitTicket> {
+        // Checked at every call site (after every packet): nothing logged is the usual case.
         if !self.session.has_persist() {
             return None;
         }
+        self.flush_persist_log()
+    }
+
+    fn flush_persist_log(&mut self) -> Option<CommitTicket> {
         let records = self.session.take_persist();
         let (Some(client_id), Some(persistence)) = (self.stored_id(), self.broker.persistence())
         else {
