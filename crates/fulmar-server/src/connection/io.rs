@@ -38,6 +38,12 @@ const SLAB_MIN_ROOM: usize = 64 * 1024;
 /// session keeps its slab alive until it is delivered (bounded by the queue limits, which
 /// count payload bytes, times at most the slab's size over the read's).
 const ZERO_COPY_READ: usize = 4 * 1024;
+/// The longest partial packet that a read carries into the slab (copied in front of the
+/// bytes read, so that the read has the slab's room: reads into the partial packet's own
+/// buffer were capped at its spare capacity, ~60 KiB, which in 4 KiB fan-in QoS 1 made one
+/// read and one PUBACK write per 15 messages). A longer one, the start of a large packet, is
+/// read into its own buffer.
+const MAX_CARRY: usize = 16 * 1024;
 /// Size hint for a packet other than PUBLISH (acks are 2-4 bytes, CONNACK and SUBACK small).
 const SMALL_PACKET: usize = 64;
 
@@ -164,8 +170,9 @@ fn publish_size_hint(publish: PublishView<'_>) -> usize {
 /// Reads once from `reader` into `rbuf`, like `read_buf`, but without keeping a read buffer
 /// for a connection that has nothing buffered: such a read lands in the thread's slab, and
 /// `rbuf` becomes exactly the bytes read (split off the slab when the read was large, a
-/// copy when it was small). With a partial packet buffered the read goes straight into
-/// `rbuf`. Cancel-safe: bytes are in `rbuf` once it returns.
+/// copy when it was small). A partial packet buffered (up to [`MAX_CARRY`]) is carried into
+/// the slab in front of the bytes read; a longer one is read on in its own buffer.
+/// Cancel-safe: bytes are in `rbuf` once it returns.
 ///
 /// One `poll_fn` (16 bytes) rather than an async fn around it: the run loop of every idle
 /// connection holds this future.
@@ -174,7 +181,7 @@ pub(crate) fn read_some<'a, R: AsyncRead + Unpin>(
     rbuf: &'a mut BytesMut,
 ) -> impl Future<Output = std::io::Result<usize>> + 'a {
     poll_fn(move |cx| {
-        if !rbuf.is_empty() {
+        if rbuf.len() > MAX_CARRY {
             return poll_read_into(reader, rbuf, cx);
         }
         READ_SLAB.with_borrow_mut(|slab| {
@@ -183,16 +190,27 @@ pub(crate) fn read_some<'a, R: AsyncRead + Unpin>(
                 // The old slab lives on only in the reads split off it.
                 *slab = BytesMut::with_capacity(SLAB);
             }
-            let mut buf = ReadBuf::uninit(slab.spare_capacity_mut());
+            // The read lands after room for the partial packet buffered, which is copied in
+            // front of it only once bytes came (a pending read costs no copy).
+            let carry = rbuf.len();
+            let mut buf = ReadBuf::uninit(&mut slab.spare_capacity_mut()[carry..]);
             ready!(Pin::new(&mut *reader).poll_read(cx, &mut buf))?;
             let read = buf.filled().len();
-            // SAFETY: `ReadBuf` hands out as filled only bytes that were written, and they
-            // are the first `read` bytes of the slab's spare capacity.
-            unsafe { slab.set_len(read) };
+            if read == 0 {
+                return Poll::Ready(Ok(0));
+            }
+            for (slot, byte) in slab.spare_capacity_mut().iter_mut().zip(rbuf.iter()) {
+                slot.write(*byte);
+            }
+            let total = carry + read;
+            // SAFETY: the first `carry` bytes of the spare capacity were just written from
+            // `rbuf`, and `ReadBuf` hands out as filled only bytes that were written: the
+            // `read` bytes after them.
+            unsafe { slab.set_len(total) };
             // Either way `rbuf` no longer points into whatever it held before (the tail of
             // an earlier allocation), so that is not kept alive by it.
-            *rbuf = if read >= ZERO_COPY_READ {
-                slab.split_to(read)
+            *rbuf = if total >= ZERO_COPY_READ {
+                slab.split_to(total)
             } else {
                 let copy = BytesMut::from(&slab[..]);
                 slab.clear();
@@ -274,6 +292,36 @@ mod tests {
         };
         assert_eq!(publish.payload.len(), 8190);
         assert!(publish.payload.iter().all(|&b| b == 7));
+    }
+
+    #[tokio::test]
+    async fn a_partial_packet_is_carried_in_front_of_a_large_read() {
+        let (mut client, server) = tokio::io::duplex(256 * 1024);
+        let (reader, writer) = tokio::io::split(server);
+        let mut io = Io::new(reader, writer);
+        // A 4 KiB PUBLISH cut after 100 bytes, then its rest and 20 more in one read.
+        let publish = [&[0x30, 0x84, 0x20, 0x00, 0x01, b't'][..], &[7; 4097]].concat();
+        client.write_all(&publish[..100]).await.unwrap();
+        read_some(&mut io.reader, &mut io.rbuf).await.unwrap();
+        assert!(decode(&mut io.rbuf, ProtocolVersion::V3_1_1, 1 << 20)
+            .unwrap()
+            .is_none());
+        let rest = [&publish[100..], &publish.repeat(20)].concat();
+        client.write_all(&rest).await.unwrap();
+        let n = read_some(&mut io.reader, &mut io.rbuf).await.unwrap();
+        assert_eq!(
+            n,
+            rest.len(),
+            "the read was not capped by the partial packet's buffer"
+        );
+        for _ in 0..21 {
+            let packet = decode(&mut io.rbuf, ProtocolVersion::V3_1_1, 1 << 20).unwrap();
+            let Some(Packet::Publish(publish)) = packet else {
+                panic!("not a whole PUBLISH: {packet:?}");
+            };
+            assert!(publish.payload.len() == 4097 && publish.payload.iter().all(|&b| b == 7));
+        }
+        assert!(io.rbuf.is_empty());
     }
 
     #[tokio::test]
