@@ -99,14 +99,20 @@ def test_a_dormant_connection_answers_its_peer(sleepy):
     raw.send(mqtt_raw.disconnect())
 
 
-def test_a_dormant_connection_that_vanishes_publishes_its_will(sleepy):
-    broker = sleepy()
-    will_topic = unique("dorm/will")
+def dormant_with_will(broker, name: str, payload: bytes, **connect):
+    """A raw client with a QoS 1 will, dormant, and a paho client subscribed to the will's topic."""
+    will_topic = unique(f"dorm/{name}")
     watcher = MqttClient(broker.host, broker.port).connect()
     watcher.subscribe(will_topic, 1)
-    client_id = unique("dorm-will")
-    raw = raw_connected(broker, client_id, will=mqtt_raw.Will(will_topic, b"gone", qos=1))
+    client_id = unique(f"dorm-{name}")
+    raw = raw_connected(broker, client_id, will=mqtt_raw.Will(will_topic, payload, qos=1), **connect)
     wait_dormant(broker, client_id)
+    return watcher, client_id, raw
+
+
+def test_a_dormant_connection_that_vanishes_publishes_its_will(sleepy):
+    broker = sleepy()
+    watcher, _, raw = dormant_with_will(broker, "will", b"gone")
     raw.sock.close()  # no DISCONNECT: the will is due [MQTT-3.1.2-8]
     assert watcher.expect_message(WAIT).payload == b"gone"
     watcher.disconnect()
@@ -114,12 +120,7 @@ def test_a_dormant_connection_that_vanishes_publishes_its_will(sleepy):
 
 def test_keep_alive_expires_while_dormant(sleepy):
     broker = sleepy()
-    will_topic = unique("dorm/ka")
-    watcher = MqttClient(broker.host, broker.port).connect()
-    watcher.subscribe(will_topic, 1)
-    client_id = unique("dorm-ka")
-    raw = raw_connected(broker, client_id, keepalive=1, will=mqtt_raw.Will(will_topic, b"expired", qos=1))
-    wait_dormant(broker, client_id)
+    watcher, client_id, raw = dormant_with_will(broker, "ka", b"expired", keepalive=1)
     # Silent past 1.5 × keep-alive [MQTT-3.1.2-24]: the broker closes it and publishes the will.
     assert raw.wait_closed(WAIT), "a silent dormant connection was not closed at its keep-alive deadline"
     assert watcher.expect_message(WAIT).payload == b"expired"

@@ -366,7 +366,7 @@ fn wake_if_dormant(left: Waiting) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
@@ -376,7 +376,8 @@ mod tests {
     use super::*;
     use tokio::sync::oneshot;
 
-    fn delivery() -> Delivery {
+    /// A QoS 1 delivery of a one-byte message (also for the connection's hold tests).
+    pub(crate) fn delivery() -> Delivery {
         let message = Message {
             topic: TopicName::new("t").unwrap(),
             payload: Bytes::from_static(b"x"),

@@ -266,24 +266,11 @@ fn send(session: &mut Session, reply: Reply) {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use fulmar_core::{Delivery, Message, QueueLimits, SessionLimits};
-    use fulmar_proto::{PacketId, Properties, ProtocolVersion, TopicName};
+    use fulmar_core::{QueueLimits, SessionLimits};
+    use fulmar_proto::{PacketId, ProtocolVersion};
 
     use super::*;
-
-    fn delivery() -> Delivery {
-        let message = Message {
-            topic: TopicName::new("t").unwrap(),
-            payload: Bytes::from_static(b"x"),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: Properties::default(),
-            origin: None,
-            expires_at: None,
-        };
-        Delivery::new(Arc::new(message), QoS::AtLeastOnce, false)
-    }
+    use crate::mailbox::tests::delivery;
 
     fn puback(id: u16) -> (QoS, Option<PacketId>, ReasonCode) {
         (QoS::AtLeastOnce, PacketId::new(id), ReasonCode::Success)
