@@ -23,7 +23,6 @@
 //! - A slot's `generation` changes whenever it is reused, so a late ticket for a connection
 //!   that already woke never wakes another.
 
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -58,15 +57,45 @@ struct Runtime {
     registry: mio::Registry,
     handle: tokio::runtime::Handle,
     tasks: Arc<Mutex<JoinSet<()>>>,
+    /// Where [`SweepTick`]s count from.
+    started: Instant,
 }
 
-/// A connection without a task.
+/// A connection without a task. 24 bytes, and so is its table entry: the table's capacity
+/// doubles, so each byte here costs up to two per dormant connection. (The peer's address
+/// is asked of the socket on waking rather than kept: 32 bytes.)
 pub struct Dormant {
     pub(crate) connection: Box<Connection>,
     pub(crate) socket: std::net::TcpStream,
-    pub(crate) peer: SocketAddr,
     generation: u32,
-    keep_alive_deadline: Option<Instant>,
+    keep_alive_deadline: SweepTick,
+}
+
+/// A keep-alive deadline in [`SWEEP`]s since the set started, rounded up (so a deadline
+/// is never seen early); `SweepTick::NEVER` for none. 32 bits of sweeps last 34 years.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SweepTick(u32);
+
+impl SweepTick {
+    const NEVER: SweepTick = SweepTick(u32::MAX);
+
+    /// The first sweep at or after `at`.
+    fn at_or_after(started: Instant, at: Option<Instant>) -> SweepTick {
+        let Some(at) = at else {
+            return SweepTick::NEVER;
+        };
+        let since = at.saturating_duration_since(started).as_nanos();
+        let sweep = SWEEP.as_nanos();
+        let ticks = since.div_ceil(sweep);
+        SweepTick(u32::try_from(ticks).unwrap_or(u32::MAX - 1))
+    }
+
+    /// The last sweep at or before `now`.
+    fn at_or_before(started: Instant, now: Instant) -> SweepTick {
+        let since = now.saturating_duration_since(started).as_nanos();
+        let ticks = since / SWEEP.as_nanos();
+        SweepTick(u32::try_from(ticks).unwrap_or(u32::MAX - 1))
+    }
 }
 
 /// The right to wake one dormant connection; held by its mailbox while it sleeps.
@@ -124,6 +153,7 @@ impl DormantSet {
             registry,
             handle: tokio::runtime::Handle::current(),
             tasks,
+            started: Instant::now(),
         };
         if self.runtime.set(runtime).is_err() {
             return Err(std::io::Error::other("dormant set already started"));
@@ -164,7 +194,6 @@ impl DormantSet {
         self: &Arc<Self>,
         connection: Box<Connection>,
         socket: std::net::TcpStream,
-        peer: SocketAddr,
     ) -> Result<(), (Box<Connection>, std::net::TcpStream)> {
         let Some(runtime) = self.runtime.get() else {
             return Err((connection, socket));
@@ -196,12 +225,12 @@ impl DormantSet {
             }
             // A pusher holds the ticket and will wake it at once: stay in the table for it.
         }
-        let keep_alive_deadline = connection.keep_alive_deadline();
+        let keep_alive_deadline =
+            SweepTick::at_or_after(runtime.started, connection.keep_alive_deadline());
         tracing::debug!(client_id = mailbox.client_id(), "connection dormant");
         entry.insert(Dormant {
             connection,
             socket,
-            peer,
             generation,
             keep_alive_deadline,
         });
@@ -249,16 +278,20 @@ impl DormantSet {
 
     /// Wakes every connection whose keep-alive deadline passed; its task closes it.
     fn sweep(&self, now: Instant) {
-        if let Some(runtime) = self.runtime.get() {
+        let Some(runtime) = self.runtime.get() else {
+            return;
+        };
+        {
             let mut tasks = runtime.tasks.lock();
             while tasks.try_join_next().is_some() {}
         }
+        let now = SweepTick::at_or_before(runtime.started, now);
         let woken: Vec<Dormant> = {
             let mut table = self.table.lock();
             let due: Vec<usize> = table
                 .iter()
                 .filter(|(key, dormant)| {
-                    dormant.keep_alive_deadline.is_some_and(|at| at <= now)
+                    dormant.keep_alive_deadline <= now
                         && dormant
                             .connection
                             .mailbox()
@@ -327,4 +360,44 @@ fn next_generation() -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_is_never_seen_before_it_passes() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(600);
+        let tick = SweepTick::at_or_after(started, Some(deadline));
+        assert!(SweepTick::at_or_before(started, started + Duration::from_millis(599)) < tick);
+        assert!(SweepTick::at_or_before(started, started + Duration::from_millis(750)) >= tick);
+        let on_a_sweep = SweepTick::at_or_after(started, Some(started + SWEEP * 2));
+        assert_eq!(
+            on_a_sweep,
+            SweepTick::at_or_before(started, started + SWEEP * 2)
+        );
+    }
+
+    #[test]
+    fn no_deadline_never_passes() {
+        let started = Instant::now();
+        let far = started + Duration::from_secs(60 * 60 * 24 * 365 * 100);
+        assert!(SweepTick::at_or_before(started, far) < SweepTick::NEVER);
+        assert_eq!(SweepTick::at_or_after(started, None), SweepTick::NEVER);
+    }
+
+    /// The table's entries are what dormancy costs beyond the connection itself. `slab`'s
+    /// entry is private; this is its shape (a vacant entry keeps the next free key).
+    #[test]
+    fn a_table_entry_is_24_bytes() {
+        #[allow(dead_code)]
+        enum Entry {
+            Vacant(usize),
+            Occupied(Dormant),
+        }
+        assert_eq!(std::mem::size_of::<Dormant>(), 24);
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
 }

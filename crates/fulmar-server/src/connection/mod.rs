@@ -194,7 +194,7 @@ async fn drive<R, W>(
             Detached::Lost(error) => return Box::pin(connection.close_lost(error, peer)).await,
         };
         let dormant_set = Arc::clone(&connection.broker.dormant);
-        let socket = match dormant_set.admit(connection, socket, peer) {
+        let socket = match dormant_set.admit(connection, socket) {
             Ok(()) => return,
             Err((back, socket)) => {
                 connection = back;
@@ -211,11 +211,13 @@ async fn drive<R, W>(
 /// A dormant connection's new task: it runs on as if it had never slept.
 pub(crate) async fn wake(dormant: Dormant) {
     let Dormant {
-        connection,
-        socket,
-        peer,
-        ..
+        connection, socket, ..
     } = dormant;
+    // Not kept while dormant (see `Dormant`). A socket reset before it woke has no peer
+    // any more; its close is then logged with the unspecified address.
+    let peer = socket
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     match detach::attach(socket) {
         Ok(io) => drive(connection, io, peer, Waking::Again).await,
         Err(error) => Box::pin(connection.close_lost(error, peer)).await,
