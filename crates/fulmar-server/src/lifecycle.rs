@@ -10,7 +10,7 @@ use fulmar_proto::Will;
 use fulmar_store::Mutation;
 
 use crate::broker::Broker;
-use crate::registry::{DetachedSession, Slot, SlotState};
+use crate::registry::{DetachedSession, Parked, Slot, SlotState};
 
 impl Broker {
     /// Ends a session for good. Its pending will is published; its subscriptions leave the
@@ -111,12 +111,13 @@ pub(crate) fn park_for(
     (expiry, will_delay): (Option<Duration>, Option<Duration>),
 ) {
     debug_assert!(detached.is_persistent());
+    let mut timers = Vec::new();
     if let Some(delay) = will_delay.filter(|_| detached.pending_will.is_some()) {
         let (broker, slot) = (Arc::clone(broker), Arc::clone(slot));
         let timer = tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let mut state = slot.lock().await;
-            let Some(detached) = state.detached.as_mut() else {
+            let Some(detached) = state.detached.as_mut().map(|parked| &mut parked.session) else {
                 return;
             };
             if let Some(will) = detached.pending_will.take() {
@@ -127,7 +128,7 @@ pub(crate) fn park_for(
                 }
             }
         });
-        state.timers.push(timer.abort_handle());
+        timers.push(timer.abort_handle());
     }
     if let Some(expiry) = expiry {
         let (broker, slot, client_id) =
@@ -141,13 +142,15 @@ pub(crate) fn park_for(
                 return;
             };
             tracing::debug!(client_id, "session expired");
-            broker.end_session(*expired);
-            state.timers.clear();
+            broker.end_session(expired.session);
             if state.owner.is_none() {
                 broker.registry.remove(&client_id, &slot, &mut state);
             }
         });
-        state.timers.push(timer.abort_handle());
+        timers.push(timer.abort_handle());
     }
-    state.detached = Some(Box::new(detached));
+    state.detached = Some(Box::new(Parked {
+        session: detached,
+        timers,
+    }));
 }

@@ -72,18 +72,26 @@ pub struct SlotState {
     pub owner: Option<Owner>,
     /// A persistent session with no connection. Boxed: it is absent while the client is
     /// connected, which is when most slots exist, and inline it would triple the slot.
-    pub detached: Option<Box<DetachedSession>>,
-    /// Timers of the parked session (expiry, delayed will); aborted when it is taken.
+    pub detached: Option<Box<Parked>>,
+}
+
+/// A persistent session with no connection, and its timers.
+#[derive(Debug)]
+pub struct Parked {
+    pub session: DetachedSession,
+    /// Expiry and delayed will; aborted when the session is taken. Here rather than in the
+    /// slot: only a parked session has timers, and every connected client has a slot.
     pub timers: Vec<tokio::task::AbortHandle>,
 }
 
 impl SlotState {
     /// Takes the parked session, cancelling its timers.
     pub fn take_detached(&mut self) -> Option<DetachedSession> {
-        for timer in self.timers.drain(..) {
+        let parked = self.detached.take()?;
+        for timer in &parked.timers {
             timer.abort();
         }
-        self.detached.take().map(|detached| *detached)
+        Some(parked.session)
     }
 }
 
