@@ -68,10 +68,17 @@ pub(crate) async fn accept_with<F, Fut>(
             Ok((stream, peer)) => {
                 let id = connection_ids.fetch_add(1, Ordering::Relaxed);
                 let task = serve(Arc::clone(&broker), stream, peer, id, shutdown.clone());
-                let mut tasks = tasks.lock();
-                // Reap finished tasks so the set stays as large as the live connections.
-                while tasks.try_join_next().is_some() {}
-                tasks.spawn(task);
+                {
+                    let mut tasks = tasks.lock();
+                    // Reap finished tasks so the set stays as large as the live connections.
+                    while tasks.try_join_next().is_some() {}
+                    tasks.spawn(task);
+                }
+                // Let the new connection run (its CONNECT has usually arrived with it) before
+                // accepting the next: accepting a whole backlog first leaves hundreds of
+                // handshakes in flight through a burst of connects, and their freed tasks as
+                // holes in the heap among the connections that stay.
+                tokio::task::yield_now().await;
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off briefly instead of spinning.
