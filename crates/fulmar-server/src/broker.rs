@@ -31,25 +31,31 @@ pub struct Subscriber {
     pub subscription_id: Option<u32>,
     /// The whole `$share/{group}/{filter}` string for a shared subscription.
     pub shared_filter: Option<Arc<str>>,
-    /// Who subscribed, for the ACL's read check of each delivered topic.
-    pub identity: Arc<Identity>,
+    /// Who subscribed (with the mailbox's client id), for the ACL's read check of each
+    /// delivered topic.
+    pub username: Username,
 }
 
-/// A connected client's identity as the ACL sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The authenticated username; `None` for anonymous clients.
-    pub username: Option<String>,
-    /// The client identifier (shared with the session, its mailbox and registry slot).
-    pub client_id: Arc<str>,
-}
+/// The authenticated username of a connection, shared with the subscriptions it makes (for
+/// the ACL's read checks); `None` for an anonymous client, which then allocates nothing.
+/// Thin (8 bytes): every subscription holds one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Username(Option<Arc<String>>);
 
-impl Identity {
-    /// The borrowed form the ACL checks take.
-    pub fn as_acl(&self) -> fulmar_auth::ClientIdentity<'_> {
+impl Username {
+    pub fn new(username: Option<String>) -> Self {
+        Username(username.map(Arc::new))
+    }
+
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref().map(String::as_str)
+    }
+
+    /// The identity the ACL checks take: this username with the client's id.
+    pub fn with_client_id<'a>(&'a self, client_id: &'a str) -> fulmar_auth::ClientIdentity<'a> {
         fulmar_auth::ClientIdentity {
-            username: self.username.as_deref(),
-            client_id: &self.client_id,
+            username: self.as_deref(),
+            client_id,
         }
     }
 }

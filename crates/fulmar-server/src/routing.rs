@@ -9,7 +9,7 @@ use fulmar_core::{Delivery, Message, ProtocolError, PushOutcome, Session, Sessio
 use fulmar_proto::{QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, TopicFilter};
 use smallvec::SmallVec;
 
-use crate::broker::{Broker, Identity, Subscriber};
+use crate::broker::{Broker, Subscriber, Username};
 use crate::mailbox::Mailbox;
 use crate::metrics::bump;
 use crate::persist::{self, Persistence};
@@ -60,7 +60,10 @@ impl Broker {
                 // A wildcard subscription never delivers what the ACL does not let its
                 // client read.
                 if let Some(acl) = &acl {
-                    if !acl.check(&subscriber.identity.as_acl(), Access::Read, topic) {
+                    let reader = subscriber
+                        .username
+                        .with_client_id(subscriber.mailbox.client_id());
+                    if !acl.check(&reader, Access::Read, topic) {
                         denied += 1;
                         return;
                     }
@@ -185,7 +188,7 @@ impl Broker {
     /// Returns the SUBACK reason codes, one per filter, in order [MQTT-3.8.4-5].
     pub fn subscribe(
         &self,
-        (key, mailbox, identity): (SessionKey, &Arc<Mailbox>, &Arc<Identity>),
+        (key, mailbox, username): (SessionKey, &Arc<Mailbox>, &Username),
         session: &mut Session,
         subscribe: &Subscribe,
     ) -> Result<Vec<ReasonCode>, ProtocolError> {
@@ -208,12 +211,12 @@ impl Broker {
                     "SUBSCRIBE with No Local on a shared subscription",
                 ));
             }
-            if !self
-                .security()
-                .may_subscribe(&identity.as_acl(), filter.as_str())
-            {
+            if !self.security().may_subscribe(
+                &username.with_client_id(mailbox.client_id()),
+                filter.as_str(),
+            ) {
                 // SUBACK 0x80 (3.1.1) / 0x87 Not authorized (MQTT 5) for a filter the ACL denies.
-                tracing::info!(client_id = %identity.client_id, filter = %filter, "subscription denied by ACL");
+                tracing::info!(client_id = mailbox.client_id(), filter = %filter, "subscription denied by ACL");
                 bump(&self.metrics().subscriptions_denied);
                 reasons.push(ReasonCode::NotAuthorized);
                 continue;
@@ -233,7 +236,7 @@ impl Broker {
                 options,
                 subscription_id,
                 shared_filter: shared.then(|| Arc::from(filter.as_str())),
-                identity: Arc::clone(identity),
+                username: username.clone(),
             };
             // [MQTT-3.8.4-3] a subscription with the same filter replaces the old one.
             self.subscriptions
@@ -246,7 +249,7 @@ impl Broker {
             };
             // MQTT 5 §4.8.2: no retained messages for shared subscriptions.
             if send_retained && !shared {
-                self.queue_retained(filter, options.qos, subscription_id, mailbox, identity);
+                self.queue_retained(filter, options.qos, subscription_id, mailbox, username);
             }
             reasons.push(ReasonCode::granted(options.qos));
         }
@@ -286,8 +289,9 @@ impl Broker {
         granted: fulmar_proto::QoS,
         subscription_id: Option<u32>,
         mailbox: &Mailbox,
-        identity: &Identity,
+        username: &Username,
     ) {
+        let reader = username.with_client_id(mailbox.client_id());
         let now = Instant::now();
         let acl = self.security().acl();
         let mut matching: Vec<Arc<Message>> = Vec::new();
@@ -296,7 +300,7 @@ impl Broker {
             .for_each_matching(filter.as_str(), |topic, message| {
                 let readable = acl
                     .as_ref()
-                    .is_none_or(|acl| acl.check(&identity.as_acl(), Access::Read, topic));
+                    .is_none_or(|acl| acl.check(&reader, Access::Read, topic));
                 if readable && !message.is_expired(now) {
                     matching.push(Arc::clone(message));
                 }

@@ -61,7 +61,7 @@ impl Connection {
             mailbox: Arc::clone(&self.mailbox),
             expiry_secs: self.expiry_secs,
             pending_will: None,
-            username: self.identity.username.clone(),
+            username: self.username.as_deref().map(str::to_owned),
         };
         if let Some(will) = will {
             // MQTT 5 Will Delay: a persistent session keeps the will pending; otherwise it
@@ -92,11 +92,11 @@ impl Connection {
                 }
                 if mine && detached.is_persistent() {
                     super::store::store_parked(&self.broker, &detached);
-                    lifecycle::park(&self.broker, &self.identity.client_id, &self.slot, &mut state, detached);
+                    lifecycle::park(&self.broker, self.mailbox.client_id(), &self.slot, &mut state, detached);
                 } else {
                     self.broker.end_session(detached);
                     if state.owner.is_none() && state.detached.is_none() && !state.removed {
-                        self.broker.registry.remove(&self.identity.client_id, &self.slot, &mut state);
+                        self.broker.registry.remove(self.mailbox.client_id(), &self.slot, &mut state);
                     }
                 }
             }
@@ -105,7 +105,7 @@ impl Connection {
 
     /// Logs why the connection ended; returns the reason to tell an MQTT 5 client, if any.
     fn log_exit(&self, exit: &Exit, peer: SocketAddr) -> Option<ReasonCode> {
-        let client_id = &**self.client_id();
+        let client_id = self.client_id();
         match exit {
             Exit::ClientDisconnect { .. } => {
                 tracing::debug!(client_id, %peer, "client disconnected");

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::hold;
 use super::io::Io;
 use super::Connection;
-use crate::broker::{Broker, Identity};
+use crate::broker::{Broker, Username};
 use crate::mailbox::Mailbox;
 use crate::mailbox::Signal;
 use crate::persist::StoreSlot;
@@ -59,10 +59,7 @@ where
         }
     };
     let client_id: Arc<str> = client_id.into();
-    let identity = Arc::new(Identity {
-        username,
-        client_id: Arc::clone(&client_id),
-    });
+    let username = Username::new(username);
 
     let config = broker.config();
     let settings = &config.mqtt;
@@ -99,7 +96,7 @@ where
     };
     // The session record is committed before CONNACK: what the client is told about its
     // session (present, expiry) holds across a crash from then on.
-    let stored = (expiry_secs, version, identity.username.clone());
+    let stored = (expiry_secs, version, username.as_deref().map(str::to_owned));
     if let Err(e) = store_connected(broker, &mailbox, stored).await {
         tracing::error!(%client_id, error = %e, "cannot store the session; refusing CONNECT");
         refuse(io, version, ReasonCode::ServerUnavailable).await;
@@ -130,7 +127,7 @@ where
         mailbox,
         expiry_secs,
         will: connect.will.map(Box::new),
-        identity,
+        username,
         slot,
         hold: hold::PublisherHold::new(max_hold),
         write_gate: None,

@@ -92,8 +92,8 @@ pub struct Connection {
     expiry_secs: u32,
     /// Boxed: most clients have none, and inline it would cost every connection 400 bytes.
     will: Option<Box<Will>>,
-    /// Who the client is, for ACL checks; also where the connection finds its client id.
-    identity: Arc<crate::broker::Identity>,
+    /// Who the client is (with its client id), for ACL checks.
+    username: crate::broker::Username,
     slot: Arc<Slot>,
     hold: hold::PublisherHold,
     /// A commit that the bytes in the write buffer must wait for (QoS 2 sends of a stored
@@ -296,8 +296,8 @@ where
 
 impl Connection {
     /// The client identifier (one allocation, shared with the session, mailbox and registry).
-    fn client_id(&self) -> &Arc<str> {
-        &self.identity.client_id
+    fn client_id(&self) -> &str {
+        self.mailbox.client_id()
     }
 
     /// The session's mailbox.

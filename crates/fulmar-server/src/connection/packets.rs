@@ -40,11 +40,10 @@ impl Connection {
     fn handle_publish(&mut self, publish: fulmar_proto::Publish, now: Instant) -> Option<Exit> {
         bump(&self.broker.metrics().messages_received);
         let topic = publish.topic.as_str();
-        if !self
-            .broker
-            .security()
-            .may_publish(&self.identity.as_acl(), topic)
-        {
+        if !self.broker.security().may_publish(
+            &self.username.with_client_id(self.mailbox.client_id()),
+            topic,
+        ) {
             // 3.1.1 has no way to refuse: the message is dropped (and still
             // acknowledged); MQTT 5 answers 0x87 for QoS 1/2.
             tracing::info!(client_id = %self.client_id(), topic, "publish denied by ACL");
@@ -111,7 +110,7 @@ impl Connection {
         match event {
             Event::Publish(publish) => return self.handle_publish(publish, now),
             Event::Subscribe(subscribe) => {
-                let subscriber = (self.key, &self.mailbox.mailbox, &self.identity);
+                let subscriber = (self.key, &self.mailbox.mailbox, &self.username);
                 let reasons = match self
                     .broker
                     .subscribe(subscriber, &mut self.session, &subscribe)

@@ -17,7 +17,7 @@ use fulmar_store::{MessageBody, Mutation, SessionSnapshot, Snapshot};
 
 use super::records::{delivery_of, inflight_entry, message_of};
 use super::{unix_ms_now, StoreSlot};
-use crate::broker::{Broker, Identity, Subscriber};
+use crate::broker::{Broker, Subscriber, Username};
 use crate::lifecycle;
 use crate::mailbox::Mailbox;
 use crate::registry::DetachedSession;
@@ -157,10 +157,7 @@ impl Broker {
             self.push_delivery(&mailbox, delivery_of(queued, message, *seq));
         }
         let key = self.new_session_key();
-        let identity = Arc::new(Identity {
-            username: record.username.clone(),
-            client_id: Arc::clone(&client_id),
-        });
+        let username = Username::new(record.username.clone());
         {
             let mut tree = self.subscriptions.write();
             for sub in &stored.subscriptions {
@@ -170,7 +167,7 @@ impl Broker {
                     options: sub.options,
                     subscription_id: sub.subscription_id,
                     shared_filter: shared.then(|| Arc::from(sub.filter.as_str())),
-                    identity: Arc::clone(&identity),
+                    username: username.clone(),
                 };
                 tree.insert(sub.filter.as_str(), key, subscriber);
             }
