@@ -2,7 +2,8 @@
 //!
 //! Fan-out runs on the publisher's task and pushes into the recipient's outbox; the
 //! recipient's connection drains it as its inflight window allows. An outbox never blocks the
-//! publisher: when it is full, the message is dropped for this recipient and counted.
+//! publisher: when it is full, the message is dropped for this recipient, and the [`PushOutcome`]
+//! tells the caller to count it (the broker keeps the counters, not each of its outboxes).
 //!
 //! Offline persistent sessions spill to the store: while a session is offline, a delivery
 //! that is also queued in the durable store (`Delivery::stored`) keeps only a
@@ -103,8 +104,6 @@ pub struct Outbox {
     spilled: usize,
     limits: QueueLimits,
     online: bool,
-    dropped_full: u64,
-    dropped_offline: u64,
 }
 
 impl Outbox {
@@ -116,8 +115,6 @@ impl Outbox {
             spilled: 0,
             limits,
             online: true,
-            dropped_full: 0,
-            dropped_offline: 0,
         }
     }
 
@@ -150,7 +147,6 @@ impl Outbox {
     pub fn push(&mut self, delivery: Delivery) -> PushOutcome {
         let qos0 = delivery.qos == QoS::AtMostOnce;
         if qos0 && !self.online {
-            self.dropped_offline += 1;
             return PushOutcome::DroppedOffline;
         }
         let size = delivery.queued_size();
@@ -163,7 +159,6 @@ impl Outbox {
         let fits =
             self.queue.len() < max_messages.max(1) && (was_empty || self.bytes + size <= max_bytes);
         if !fits {
-            self.dropped_full += 1;
             return PushOutcome::DroppedFull;
         }
         self.bytes += size;
@@ -283,16 +278,6 @@ impl Outbox {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
-
-    /// Deliveries dropped because the queue was full.
-    pub fn dropped_full(&self) -> u64 {
-        self.dropped_full
-    }
-
-    /// QoS 0 deliveries dropped because the session was offline.
-    pub fn dropped_offline(&self) -> u64 {
-        self.dropped_offline
-    }
 }
 
 #[cfg(test)]
@@ -339,11 +324,10 @@ mod tests {
             PushOutcome::Queued { was_empty: true }
         );
         assert_eq!(outbox.len(), 1);
-        assert_eq!(outbox.dropped_offline(), 1);
     }
 
     #[test]
-    fn full_queue_drops_and_counts() {
+    fn full_queue_drops() {
         let limits = message_limit(4);
         let mut outbox = Outbox::new(limits);
         for _ in 0..4 {
@@ -356,7 +340,7 @@ mod tests {
             outbox.push(delivery(QoS::AtLeastOnce, 1)),
             PushOutcome::DroppedFull
         );
-        assert_eq!(outbox.dropped_full(), 1);
+        assert_eq!(outbox.len(), 4);
     }
 
     #[test]
