@@ -227,7 +227,7 @@ pub fn session(data: &[u8]) {
     let recording = first & 0x80 != 0;
     let keep_alive = keep_alive(&mut input);
     let limits = limits(&mut input);
-    let mut session = Session::new("fuzz".into(), version, keep_alive, limits, t0);
+    let mut session = Session::new("fuzz".into(), version, keep_alive, Arc::new(limits), t0);
     let client = if version.is_v5() {
         capabilities(&mut input)
     } else {
@@ -772,7 +772,7 @@ impl Harness {
         self.keep_alive = keep_alive(input);
         self.limits = limits(input);
         self.session
-            .attach(self.version, self.keep_alive, self.limits, self.now);
+            .attach(self.version, self.keep_alive, Arc::new(self.limits), self.now);
         self.last_received = self.now;
         self.connected = true;
         self.held.clear();

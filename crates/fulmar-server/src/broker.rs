@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use fulmar_core::{Message, SessionKey};
+use fulmar_core::{Message, SessionKey, SessionLimits};
 use fulmar_proto::SubscriptionOptions;
 use fulmar_router::{RetainedIndex, TopicTree};
 use parking_lot::RwLock;
@@ -62,8 +62,8 @@ impl Username {
 
 /// The state all connections share.
 pub struct Broker {
-    /// Swapped whole on SIGHUP; readers take a snapshot (`Arc`) and never hold the lock.
-    config: RwLock<Arc<Config>>,
+    /// Swapped whole on SIGHUP; readers take snapshots (`Arc`s) and never hold the lock.
+    settings: RwLock<Settings>,
     pub(crate) subscriptions: RwLock<TopicTree<SessionKey, Subscriber>>,
     pub(crate) retained: RwLock<RetainedIndex<Arc<Message>>>,
     pub(crate) registry: Registry,
@@ -76,6 +76,23 @@ pub struct Broker {
     pub(crate) persistence: Option<Persistence>,
     next_session_key: AtomicU64,
     client_id_nonce: AtomicU64,
+}
+
+/// A configuration and what every connection derives from it, built once per configuration
+/// rather than once per connection, and swapped together.
+struct Settings {
+    config: Arc<Config>,
+    /// `config.session_limits()`, shared by every session started under `config`.
+    session_limits: Arc<SessionLimits>,
+}
+
+impl Settings {
+    fn new(config: Config) -> Self {
+        Settings {
+            session_limits: Arc::new(config.session_limits()),
+            config: Arc::new(config),
+        }
+    }
 }
 
 impl Broker {
@@ -98,7 +115,7 @@ impl Broker {
         Broker {
             persistence,
             security,
-            config: RwLock::new(Arc::new(config)),
+            settings: RwLock::new(Settings::new(config)),
             subscriptions: RwLock::new(TopicTree::new()),
             retained: RwLock::new(RetainedIndex::new()),
             registry: Registry::default(),
@@ -112,7 +129,13 @@ impl Broker {
 
     /// The configuration the broker runs with (a snapshot: a reload does not change it).
     pub fn config(&self) -> Arc<Config> {
-        Arc::clone(&self.config.read())
+        Arc::clone(&self.settings.read().config)
+    }
+
+    /// The session limits of the configuration the broker runs with, for a session that
+    /// starts or resumes now (a reload applies to the sessions that start after it).
+    pub fn session_limits(&self) -> Arc<SessionLimits> {
+        Arc::clone(&self.settings.read().session_limits)
     }
 
     /// Applies a reloaded configuration: limits and `[mqtt]` settings take effect for new
@@ -139,7 +162,7 @@ impl Broker {
             ignored.push("[persistence] changes need a restart; kept as they are".to_string());
             fresh.persistence = current.persistence.clone();
         }
-        *self.config.write() = Arc::new(fresh);
+        *self.settings.write() = Settings::new(fresh);
         ignored
     }
 
@@ -178,5 +201,29 @@ impl Broker {
     /// Number of (filter, session) subscriptions.
     pub fn subscription_count(&self) -> usize {
         self.subscriptions.read().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One `SessionLimits` per configuration, not per session; a reload gives the sessions
+    /// that start after it the new limits and leaves the running ones theirs.
+    #[test]
+    fn sessions_share_their_configurations_limits_until_a_reload() {
+        let broker = Broker::new(Config::default());
+        let before = broker.session_limits();
+        assert!(Arc::ptr_eq(&before, &broker.session_limits()));
+        let mut fresh = Config::default();
+        fresh.limits.max_inflight_messages = 7;
+        assert!(broker.replace_config(fresh).is_empty());
+        let after = broker.session_limits();
+        assert_eq!(after.max_inflight, 7);
+        assert_eq!(
+            before.max_inflight, 32,
+            "a running session keeps its limits"
+        );
+        assert_eq!(*after, broker.config().session_limits());
     }
 }

@@ -38,7 +38,8 @@ pub use outbound::{build_publish, Outbound};
 pub use persist::{Persist, RestoredState};
 pub use rate::PublishRate;
 
-/// Per-session limits and server policy, from the broker's configuration.
+/// Per-session limits and server policy, from the broker's configuration; one value, shared
+/// by the sessions started under that configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLimits {
     /// Outbound QoS 1/2 PUBLISHes sent and not yet acknowledged (1..=65535).
@@ -154,7 +155,9 @@ pub struct Session {
     /// every session.
     keep_alive_secs: u16,
     last_received: Instant,
-    limits: SessionLimits,
+    /// Shared by every session started under one configuration: a pointer, where a copy
+    /// would cost each session 32 bytes.
+    limits: Arc<SessionLimits>,
     client: ClientCapabilities,
     inflight: Inflight,
     subscriptions: process_keyed::HashMap<TopicFilter, SubscriptionOptions>,
@@ -235,7 +238,7 @@ impl Session {
         client_id: Arc<str>,
         version: ProtocolVersion,
         keep_alive_secs: u16,
-        limits: SessionLimits,
+        limits: Arc<SessionLimits>,
         now: Instant,
     ) -> Self {
         Session {
@@ -243,12 +246,12 @@ impl Session {
             version,
             keep_alive_secs,
             last_received: now,
+            extras: Extras::for_limits(None, &limits, now),
             limits,
             client: ClientCapabilities::default(),
             inflight: Inflight::default(),
             subscriptions: process_keyed::HashMap::default(),
             transmit: VecDeque::new(),
-            extras: Extras::for_limits(None, &limits, now),
             persist_log: None,
         }
     }
@@ -261,14 +264,14 @@ impl Session {
         &mut self,
         version: ProtocolVersion,
         keep_alive_secs: u16,
-        limits: SessionLimits,
+        limits: Arc<SessionLimits>,
         now: Instant,
     ) {
         self.version = version;
         self.keep_alive_secs = keep_alive_secs;
         self.last_received = now;
-        self.limits = limits;
         self.extras = Extras::for_limits(self.extras.take(), &limits, now);
+        self.limits = limits;
         self.client = ClientCapabilities::default();
         self.transmit.clear();
         for packet_id in self.inflight.drop_expired(now) {

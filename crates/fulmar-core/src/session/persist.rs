@@ -66,7 +66,7 @@ impl Session {
     pub fn restore(
         client_id: Arc<str>,
         version: ProtocolVersion,
-        limits: SessionLimits,
+        limits: Arc<SessionLimits>,
         state: RestoredState,
         now: Instant,
     ) -> Self {

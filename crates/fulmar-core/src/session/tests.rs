@@ -22,7 +22,7 @@ fn session(version: ProtocolVersion, keep_alive: u16, now: Instant) -> Session {
         "c".into(),
         version,
         keep_alive,
-        SessionLimits::default(),
+        Arc::new(SessionLimits::default()),
         now,
     )
 }
@@ -172,7 +172,7 @@ fn inbound_qos2_beyond_receive_maximum_is_a_violation() {
         max_inbound_qos2: 2,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
     for id in 1..=2 {
         s.handle(
             Packet::Publish(publish(QoS::ExactlyOnce, Some(id), false)),
@@ -196,7 +196,7 @@ fn outbound_qos1_uses_the_window_and_puback_frees_it() {
         max_inflight: 2,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V3_1_1, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V3_1_1, 0, Arc::new(limits), t0);
     assert_eq!(s.outbound_window(), 2);
     let p1 = send(&mut s, delivery(QoS::AtLeastOnce, b"1"), t0);
     let p2 = send(&mut s, delivery(QoS::AtLeastOnce, b"2"), t0);
@@ -233,7 +233,7 @@ fn resume_redelivers_open_exchanges_in_order_with_dup() {
     s.attach(
         ProtocolVersion::V3_1_1,
         30,
-        SessionLimits::default(),
+        Arc::new(SessionLimits::default()),
         t0 + Duration::from_secs(5),
     );
     let resent = drain(&mut s);
@@ -293,7 +293,7 @@ fn topic_alias_is_resolved_and_stripped() {
         topic_alias_maximum: 4,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
     let mut set = publish(QoS::AtMostOnce, None, false);
     set.properties.topic_alias = Some(2);
     s.handle(Packet::Publish(set), t0).unwrap();
@@ -323,7 +323,7 @@ fn publish_above_maximum_qos_is_refused_with_0x9b() {
         max_qos: QoS::AtLeastOnce,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
     let err = s
         .handle(
             Packet::Publish(publish(QoS::ExactlyOnce, Some(1), false)),
@@ -340,7 +340,7 @@ fn retain_when_not_available_is_refused_with_0x9a() {
         retain_available: false,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
     let mut p = publish(QoS::AtMostOnce, None, false);
     p.retain = true;
     let err = s.handle(Packet::Publish(p), t0).unwrap_err();
@@ -354,7 +354,7 @@ fn invalid_utf8_payload_marked_utf8_gets_puback_0x99_and_is_not_routed() {
         validate_utf8_payload: true,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
     let mut p = publish(QoS::AtLeastOnce, Some(9), false);
     p.properties.payload_format_indicator = Some(1);
     p.payload = Bytes::from_static(&[0xff, 0xfe]);
@@ -448,7 +448,7 @@ fn outbound_topic_alias_is_set_once_then_used_alone() {
         outbound_topic_aliases: true,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
     s.set_client_capabilities(ClientCapabilities {
         topic_alias_maximum: 1,
         ..ClientCapabilities::default()
@@ -487,7 +487,12 @@ fn redelivery_too_large_for_the_new_maximum_packet_size_is_discarded_as_complete
     let mut s = session(ProtocolVersion::V5, 0, t0);
     send(&mut s, delivery(QoS::AtLeastOnce, b"small"), t0);
     send(&mut s, delivery(QoS::ExactlyOnce, &[0u8; 200]), t0);
-    s.attach(ProtocolVersion::V5, 0, SessionLimits::default(), t0);
+    s.attach(
+        ProtocolVersion::V5,
+        0,
+        Arc::new(SessionLimits::default()),
+        t0,
+    );
     // The server's handshake applies the new connection's capabilities after `attach`.
     s.set_client_capabilities(ClientCapabilities {
         maximum_packet_size: Some(64),
@@ -514,7 +519,7 @@ fn reason_string_is_left_out_when_the_ack_would_exceed_maximum_packet_size() {
         validate_utf8_payload: true,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
     s.set_client_capabilities(ClientCapabilities {
         maximum_packet_size: Some(15),
         ..ClientCapabilities::default()
@@ -539,7 +544,7 @@ fn outbound_topic_alias_is_left_out_when_it_would_exceed_maximum_packet_size() {
         outbound_topic_aliases: true,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
     // Topic "x", QoS 0, payload "1": 2 + 3 (topic) + 1 (properties) + 1 = 7 bytes, 10 with
     // the Topic Alias property.
     s.set_client_capabilities(ClientCapabilities {
@@ -583,23 +588,34 @@ fn extras_are_allocated_only_for_what_needs_them() {
     )
     .unwrap();
     assert!(s.extras.is_some());
-    s.attach(ProtocolVersion::V5, 0, SessionLimits::default(), t0);
+    s.attach(
+        ProtocolVersion::V5,
+        0,
+        Arc::new(SessionLimits::default()),
+        t0,
+    );
     let resent = s.handle(
         Packet::Publish(publish(QoS::ExactlyOnce, Some(2), true)),
         t0,
     );
     assert_eq!(resent, Ok(None), "[MQTT-4.3.3-2] not delivered again");
     s.handle(Packet::PubRel(ack(2)), t0).unwrap();
-    s.attach(ProtocolVersion::V5, 0, SessionLimits::default(), t0);
+    s.attach(
+        ProtocolVersion::V5,
+        0,
+        Arc::new(SessionLimits::default()),
+        t0,
+    );
     assert!(s.extras.is_none(), "nothing left to keep");
     let rated = SessionLimits {
         publish_rate_messages: 1,
         ..SessionLimits::default()
     };
-    s.attach(ProtocolVersion::V5, 0, rated, t0);
+    s.attach(ProtocolVersion::V5, 0, Arc::new(rated), t0);
     assert!(s.extras.is_some(), "a rate limit lives in the extras");
-    // 272 before the subscription map's hasher became process-wide (ProcessKeyed).
-    assert!(std::mem::size_of::<Session>() <= 240);
+    // 272 before the subscription map's hasher became process-wide (ProcessKeyed); 240
+    // before the limits were shared.
+    assert!(std::mem::size_of::<Session>() <= 216);
 }
 
 #[test]
@@ -609,7 +625,7 @@ fn a_topic_over_the_level_limit_is_refused() {
         max_topic_levels: 3,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V3_1_1, 0, limits, t0);
+    let mut s = Session::new("c".into(), ProtocolVersion::V3_1_1, 0, Arc::new(limits), t0);
     for (topic, within) in [
         ("a/b/c", true),
         ("//", true),

@@ -144,7 +144,7 @@ fn resume_or_create(
     client_id: &Arc<str>,
     expiry_secs: u32,
 ) -> (DetachedSession, bool) {
-    let limits = broker.config().session_limits();
+    let limits = broker.session_limits();
     let now = Instant::now();
     let version = connect.protocol;
     match previous {

@@ -289,7 +289,7 @@ mod tests {
             "pub".into(),
             ProtocolVersion::V3_1_1,
             0,
-            SessionLimits::default(),
+            Arc::new(SessionLimits::default()),
             now,
         );
         let mut hold = PublisherHold::new(Duration::from_secs(60));

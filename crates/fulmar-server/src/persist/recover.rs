@@ -141,7 +141,7 @@ impl Broker {
         let session = Session::restore(
             Arc::clone(&client_id),
             record.protocol_version,
-            config.session_limits(),
+            self.session_limits(),
             state,
             messages.now,
         );
