@@ -165,8 +165,10 @@ pub struct Session {
     /// State that most sessions never need, allocated on first use (see [`Extras`]).
     extras: Option<Box<Extras>>,
     /// Changes of the durable state not yet taken by the server; `None` for a session that
-    /// is not stored (see `persist.rs`).
-    persist_log: Option<Vec<Persist>>,
+    /// is not stored (see `persist.rs`). Boxed: most sessions are not stored, and inline the
+    /// log would cost each of them 16 bytes more.
+    #[allow(clippy::box_collection)] // The box is the point: see above.
+    persist_log: Option<Box<Vec<Persist>>>,
 }
 
 /// The parts of a session that an idle client never uses: inbound QoS 2 ids, topic aliases

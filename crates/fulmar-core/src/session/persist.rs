@@ -82,7 +82,7 @@ impl Session {
 
     /// Starts (or stops) logging changes of the durable state as [`Persist`] records.
     pub fn set_recording(&mut self, on: bool) {
-        self.persist_log = on.then(Vec::new);
+        self.persist_log = on.then(Box::default);
     }
 
     /// Whether the session logs [`Persist`] records.
@@ -99,7 +99,7 @@ impl Session {
     /// Takes the logged records, oldest first.
     pub fn take_persist(&mut self) -> Vec<Persist> {
         self.persist_log
-            .as_mut()
+            .as_deref_mut()
             .map(std::mem::take)
             .unwrap_or_default()
     }
