@@ -112,10 +112,16 @@ impl Session {
 
     /// Logs the end of an exchange that was stored.
     pub(super) fn record_completed(&mut self, entry: Option<InflightEntry>) {
-        if let Some(entry) = entry.filter(|e| e.stored_seq.is_some()) {
-            self.record(Persist::Completed {
-                packet_id: entry.packet_id,
-            });
+        // Matched in place: `Option::filter` moves the entry (ten words), and depending on
+        // inlining that became a copy on every acknowledgement (13 instructions in
+        // `fulmar bench fanin -q 1`).
+        if let Some(InflightEntry {
+            packet_id,
+            stored_seq: Some(_),
+            ..
+        }) = entry
+        {
+            self.record(Persist::Completed { packet_id });
         }
     }
 }

@@ -129,6 +129,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
     }
 
     /// Appends a PUBLISH to the write buffer.
+    ///
+    /// `#[inline]`: the encoding step of every delivery (`Session::deliver_with`'s `emit`).
+    /// Without it the function is inlinable only when the release build's codegen-unit
+    /// split happens to put it beside the delivery loop, which unrelated edits changed (and
+    /// the calls here and into `WriteQueue::append` then cost ~60 instructions per delivery
+    /// in `fulmar bench fanin -q 1`).
+    #[inline]
     pub fn queue_publish(&mut self, publish: PublishView<'_>, version: ProtocolVersion) {
         let hint = publish_size_hint(publish);
         let encoded = self

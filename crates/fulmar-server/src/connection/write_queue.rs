@@ -94,6 +94,9 @@ impl WriteQueue {
     /// Appends one packet through `encode`, which writes it into the buffer it is given;
     /// `size_hint` is about its encoded size (a low hint only costs a reallocation of the
     /// last chunk). Whatever `encode` wrote counts, even if it then failed.
+    ///
+    /// `#[inline]` for the reason given at `Io::queue_publish`: it runs for every packet.
+    #[inline]
     pub fn append<T>(&mut self, size_hint: usize, encode: impl FnOnce(&mut BytesMut) -> T) -> T {
         let more = self.busy.as_mut().and_then(|busy| busy.more.back_mut());
         let last = match more {
