@@ -14,7 +14,7 @@
 //! | 2 | a client PUBLISH (topic, QoS, small packet id space, alias, retain, payload, properties), encoded and decoded first |
 //! | 3 | `deliver` one message from the pool (seed messages and whatever the client published) |
 //! | 4 | `poll_transmit` up to 8 packets |
-//! | 5 | advance the clock by an input-chosen step (ms to hours) |
+//! | 5 | advance the clock by an input-chosen step (ms to hours); a step of seconds or more then `release_idle_memory`, as a connection going dormant does |
 //! | 6 | `check_keep_alive` against a model |
 //! | 7 | `attach` (reconnect: new version, keep-alive, limits, capabilities) and check the redelivery |
 //! | 8 | release a held acknowledgement (`acknowledge`), as the publisher hold does |
@@ -300,6 +300,11 @@ impl Harness {
                     _ => Duration::from_secs(u64::from(input.u16())),
                 };
                 self.now += step;
+                // Quiet that long, the server's connection goes dormant (added later: it reads
+                // no input byte, so older inputs still parse as they did).
+                if step >= Duration::from_secs(1) {
+                    self.session.release_idle_memory();
+                }
             }
             6 => {
                 let deadline = (self.keep_alive > 0).then(|| {

@@ -46,7 +46,7 @@ impl Session {
                         let text = explain(ReasonCode::PayloadFormatInvalid).to_string();
                         reply.properties.reason_string = Some(text);
                     }
-                    self.transmit.push_back(match publish.qos {
+                    self.transmit_mut().push_back(match publish.qos {
                         QoS::AtLeastOnce => Packet::PubAck(reply),
                         _ => Packet::PubRec(reply),
                     });
@@ -59,7 +59,7 @@ impl Session {
             if self.has_inbound_qos2(packet_id) {
                 // [MQTT-4.3.3-2] already received, not yet released: acknowledge again,
                 // do not deliver again.
-                self.transmit
+                self.transmit_mut()
                     .push_back(Packet::PubRec(ack(packet_id, ReasonCode::Success)));
                 return Ok(None);
             }
@@ -98,12 +98,12 @@ impl Session {
         }
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.transmit.push_back(Packet::PubAck(reply)),
+            QoS::AtLeastOnce => self.transmit_mut().push_back(Packet::PubAck(reply)),
             QoS::ExactlyOnce => {
                 if reason.is_error() {
                     self.release_inbound_qos2(packet_id);
                 }
-                self.transmit.push_back(Packet::PubRec(reply));
+                self.transmit_mut().push_back(Packet::PubRec(reply));
             }
         }
     }
@@ -131,7 +131,7 @@ impl Session {
         } else {
             ReasonCode::PacketIdentifierNotFound
         };
-        self.transmit
+        self.transmit_mut()
             .push_back(Packet::PubComp(ack(rel.packet_id, reason)));
     }
 

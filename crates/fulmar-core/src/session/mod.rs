@@ -139,10 +139,13 @@ pub enum Event {
 /// One client's session.
 ///
 /// # Invariants
-/// - `inflight.len() <= outbound window` once the caller respects [`Session::outbound_window`].
+/// - `traffic.inflight.len() <= outbound window` once the caller respects
+///   [`Session::outbound_window`].
+/// - `traffic` is `None` only while no exchange is open and no reply waits: dropping it
+///   loses nothing but the last packet id handed out, which no open exchange uses.
 /// - `extras.inbound_qos2.len() <= limits.max_inbound_qos2`.
-/// - `transmit` and the alias maps belong to the current connection; [`Session::attach`]
-///   resets them.
+/// - `traffic.transmit` and the alias maps belong to the current connection;
+///   [`Session::attach`] resets them.
 /// - `extras` is `Some` whenever `limits` set a publish rate: without extras the rate is
 ///   unlimited and reading is never paused.
 #[derive(Debug)]
@@ -159,9 +162,10 @@ pub struct Session {
     /// would cost each session 32 bytes.
     limits: Arc<SessionLimits>,
     client: ClientCapabilities,
-    inflight: Inflight,
     subscriptions: process_keyed::HashMap<TopicFilter, SubscriptionOptions>,
-    transmit: VecDeque<Packet>,
+    /// What a connection in use needs (see [`Traffic`]): allocated on first use, dropped
+    /// when the connection goes dormant with nothing in it.
+    traffic: Option<Box<Traffic>>,
     /// State that most sessions never need, allocated on first use (see [`Extras`]).
     extras: Option<Box<Extras>>,
     /// Changes of the durable state not yet taken by the server; `None` for a session that
@@ -189,6 +193,34 @@ struct Extras {
     paused_until: Option<Instant>,
 }
 
+/// The exchanges and replies of a session in use: the outbound inflight window and the
+/// protocol's own replies waiting to be sent. Boxed, allocated on first use and kept while
+/// the connection is awake (never allocated or freed per message), and dropped by
+/// [`Session::release_idle_memory`] when the connection goes dormant with both empty: most
+/// of a broker's connections are dormant, and inline these would cost each one 88 bytes.
+#[derive(Debug, Default)]
+struct Traffic {
+    inflight: Inflight,
+    /// Replies to send, in the order their requests arrived [MQTT-4.6.0-2].
+    transmit: VecDeque<Packet>,
+}
+
+impl Traffic {
+    /// Whether dropping it loses nothing: no open exchange, no waiting reply. (The next
+    /// packet id then starts over at 1, which is as free as any other with none in use.)
+    fn is_empty(&self) -> bool {
+        self.inflight.len() == 0 && self.transmit.is_empty()
+    }
+}
+
+/// A new, empty [`Traffic`]. Out of line and cold: it runs at most once per connection or
+/// wake-up, and inlined it would weigh on the per-message paths that check for it.
+#[cold]
+#[inline(never)]
+fn new_traffic() -> Box<Traffic> {
+    Box::default()
+}
+
 impl Extras {
     /// The extras of a session (re)connecting with `limits` at `now`: the connection-scoped
     /// parts of `previous` reset, the inbound QoS 2 ids kept; allocated only when something
@@ -214,6 +246,45 @@ impl Extras {
 }
 
 impl Session {
+    /// The traffic state, allocated if this is its first use. Always inlined, as are the
+    /// accessors below: they run on every delivery and acknowledgement, where a call would
+    /// cost more than their check does.
+    #[inline(always)]
+    fn traffic_mut(&mut self) -> &mut Traffic {
+        self.traffic.get_or_insert_with(new_traffic)
+    }
+
+    /// The inflight window, if the session has traffic state (none: an empty window).
+    #[inline(always)]
+    fn inflight_mut(&mut self) -> Option<&mut Inflight> {
+        self.traffic
+            .as_deref_mut()
+            .map(|traffic| &mut traffic.inflight)
+    }
+
+    /// Completes the exchange `packet_id` if it is open in `state`; returns it if it was.
+    #[inline(always)]
+    fn complete(&mut self, packet_id: PacketId, state: OutboundState) -> Option<InflightEntry> {
+        self.inflight_mut()?.complete(packet_id, state)
+    }
+
+    /// The queue of protocol replies, allocated if this is its first use. Called before the
+    /// reply is built (`self.transmit_mut().push_back(reply)`), so that the reply is built
+    /// in its slot rather than on the stack and copied past the allocation check.
+    #[inline(always)]
+    fn transmit_mut(&mut self) -> &mut VecDeque<Packet> {
+        &mut self.traffic_mut().transmit
+    }
+
+    /// Frees what only a connection in use needs when nothing is in it: the server calls it
+    /// as the connection goes dormant. A session with open exchanges or waiting replies keeps
+    /// it; the next exchange or reply allocates it again.
+    pub fn release_idle_memory(&mut self) {
+        if self.traffic.as_deref().is_some_and(Traffic::is_empty) {
+            self.traffic = None;
+        }
+    }
+
     /// The extras, allocated if this is their first use.
     fn extras_mut(&mut self) -> &mut Extras {
         self.extras.get_or_insert_with(Box::default)
@@ -251,9 +322,8 @@ impl Session {
             extras: Extras::for_limits(None, &limits, now),
             limits,
             client: ClientCapabilities::default(),
-            inflight: Inflight::default(),
             subscriptions: process_keyed::HashMap::default(),
-            transmit: VecDeque::new(),
+            traffic: None,
             persist_log: None,
         }
     }
@@ -275,12 +345,13 @@ impl Session {
         self.extras = Extras::for_limits(self.extras.take(), &limits, now);
         self.limits = limits;
         self.client = ClientCapabilities::default();
-        self.transmit.clear();
-        for packet_id in self.inflight.drop_expired(now) {
-            self.record(Persist::Completed { packet_id });
-        }
-        let version = self.version;
-        for entry in self.inflight.iter() {
+        let Some(traffic) = self.traffic.as_deref_mut() else {
+            return;
+        };
+        traffic.transmit.clear();
+        let dropped = traffic.inflight.drop_expired(now);
+        let Traffic { inflight, transmit } = traffic;
+        for entry in inflight.iter() {
             let packet = match &entry.delivery {
                 Some(delivery) => Packet::Publish(build_publish(
                     delivery,
@@ -291,7 +362,10 @@ impl Session {
                 )),
                 None => Packet::PubRel(ack(entry.packet_id, ReasonCode::Success)),
             };
-            self.transmit.push_back(packet);
+            transmit.push_back(packet);
+        }
+        for packet_id in dropped {
+            self.record(Persist::Completed { packet_id });
         }
     }
 
@@ -370,7 +444,7 @@ impl Session {
     /// Queues a reply the server built (SUBACK, UNSUBACK, AUTH, …) behind the session's own,
     /// so replies leave in the order their requests arrived.
     pub fn queue_transmit(&mut self, packet: Packet) {
-        self.transmit.push_back(packet);
+        self.transmit_mut().push_back(packet);
     }
 
     /// The next protocol reply to send, if any.
@@ -381,7 +455,7 @@ impl Session {
     /// reconnected) is discarded as if it had been sent and acknowledged [MQTT-3.1.2-25].
     pub fn poll_transmit(&mut self) -> Option<Packet> {
         loop {
-            let mut packet = self.transmit.pop_front()?;
+            let mut packet = self.traffic.as_deref_mut()?.transmit.pop_front()?;
             let Some(max) = self.client.maximum_packet_size else {
                 return Some(packet);
             };
@@ -395,7 +469,7 @@ impl Session {
                         QoS::ExactlyOnce => OutboundState::AwaitingPubRec,
                         _ => OutboundState::AwaitingPubAck,
                     };
-                    let done = self.inflight.complete(packet_id, state);
+                    let done = self.complete(packet_id, state);
                     self.record_completed(done);
                 }
                 continue;
@@ -414,9 +488,7 @@ impl Session {
         match packet {
             Packet::Publish(publish) => self.handle_publish(publish),
             Packet::PubAck(ack) => {
-                let done = self
-                    .inflight
-                    .complete(ack.packet_id, OutboundState::AwaitingPubAck);
+                let done = self.complete(ack.packet_id, OutboundState::AwaitingPubAck);
                 self.record_completed(done);
                 Ok(None)
             }
@@ -429,16 +501,14 @@ impl Session {
                 Ok(None)
             }
             Packet::PubComp(comp) => {
-                let done = self
-                    .inflight
-                    .complete(comp.packet_id, OutboundState::AwaitingPubComp);
+                let done = self.complete(comp.packet_id, OutboundState::AwaitingPubComp);
                 self.record_completed(done);
                 Ok(None)
             }
             Packet::Subscribe(subscribe) => Ok(Some(Event::Subscribe(subscribe))),
             Packet::Unsubscribe(unsubscribe) => Ok(Some(Event::Unsubscribe(unsubscribe))),
             Packet::PingReq => {
-                self.transmit.push_back(Packet::PingResp);
+                self.transmit_mut().push_back(Packet::PingResp);
                 Ok(None)
             }
             Packet::Disconnect(disconnect) => Ok(Some(Event::Disconnect(disconnect))),

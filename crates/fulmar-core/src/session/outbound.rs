@@ -8,7 +8,7 @@ use fulmar_proto::{
     TopicName,
 };
 
-use super::inflight::OutboundState;
+use super::inflight::{Inflight, OutboundState};
 use super::{ack, Session};
 use crate::message::Delivery;
 
@@ -30,23 +30,26 @@ impl Session {
     /// How many more QoS 1/2 deliveries may be sent now.
     pub fn outbound_window(&self) -> usize {
         let limit = self.limits.max_inflight.min(self.client.receive_maximum);
-        usize::from(limit).saturating_sub(self.inflight.len())
+        usize::from(limit).saturating_sub(self.inflight_len())
     }
 
     /// Ends every open exchange and returns the messages the client never acknowledged,
     /// in send order (for handing shared-subscription messages to another member).
     pub fn take_unacknowledged(&mut self) -> Vec<Delivery> {
-        self.inflight.take_unacknowledged()
+        self.inflight_mut()
+            .map(Inflight::take_unacknowledged)
+            .unwrap_or_default()
     }
 
     /// Number of outbound exchanges open.
+    #[inline]
     pub fn inflight_len(&self) -> usize {
-        self.inflight.len()
+        self.traffic.as_deref().map_or(0, |t| t.inflight.len())
     }
 
     /// Open outbound exchanges in send order (for persistence and inspection).
     pub fn inflight(&self) -> impl Iterator<Item = &super::InflightEntry> {
-        self.inflight.iter()
+        self.traffic.iter().flat_map(|t| t.inflight.iter())
     }
 
     /// Turns a delivery into the PUBLISH to send, opening an inflight exchange for QoS 1/2.
@@ -124,7 +127,15 @@ impl Session {
             QoS::AtLeastOnce => Some(OutboundState::AwaitingPubAck),
             QoS::ExactlyOnce => Some(OutboundState::AwaitingPubRec),
         };
-        let packet_id = state.map(|_| self.inflight.next_id());
+        debug_assert!(
+            state.is_none() || self.outbound_window() > 0,
+            "caller must respect the window"
+        );
+        let logged = state.is_some() && delivery.stored.is_some() && self.is_recording();
+        // One lookup of the window serves the id and the exchange: each lookup checks for
+        // (and on first use allocates) the traffic state, on every QoS 1/2 delivery.
+        let mut window = state.map(|_| &mut self.traffic_mut().inflight);
+        let packet_id = window.as_mut().map(|window| window.next_id());
         let sent = emit(PublishView {
             dup: false,
             qos,
@@ -134,11 +145,9 @@ impl Session {
             properties: &properties,
             payload: &message.payload,
         });
-        if let (Some(state), Some(packet_id)) = (state, packet_id) {
-            debug_assert!(self.outbound_window() > 0, "caller must respect the window");
-            let stored = delivery.stored.is_some() && self.is_recording();
-            let record = stored.then(|| delivery.clone());
-            self.inflight.start(packet_id, delivery, state);
+        if let (Some(window), Some(state), Some(packet_id)) = (window, state, packet_id) {
+            let record = logged.then(|| delivery.clone());
+            window.start(packet_id, delivery, state);
             if let Some(delivery) = record {
                 self.record(super::Persist::Sent {
                     packet_id,
@@ -176,13 +185,13 @@ impl Session {
     pub(super) fn handle_pubrec(&mut self, rec: Ack) {
         if self.version.is_v5() && rec.reason.is_error() {
             // MQTT 5 §4.3.3: an error PUBREC ends the exchange; no PUBREL.
-            let done = self
-                .inflight
-                .complete(rec.packet_id, OutboundState::AwaitingPubRec);
+            let done = self.complete(rec.packet_id, OutboundState::AwaitingPubRec);
             self.record_completed(done);
             return;
         }
-        let (known, moved) = self.inflight.received(rec.packet_id);
+        let (known, moved) = self
+            .inflight_mut()
+            .map_or((false, None), |inflight| inflight.received(rec.packet_id));
         if let Some(Some(seq)) = moved {
             self.record(super::Persist::Released {
                 packet_id: rec.packet_id,
@@ -194,7 +203,7 @@ impl Session {
         } else {
             ReasonCode::PacketIdentifierNotFound
         };
-        self.transmit
+        self.transmit_mut()
             .push_back(Packet::PubRel(ack(rec.packet_id, reason)));
     }
 }

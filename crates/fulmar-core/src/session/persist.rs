@@ -5,13 +5,14 @@
 //! each packet and each batch of sends, and turns them into store mutations. The session
 //! itself never touches the store (sans IO).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use fulmar_proto::{PacketId, ProtocolVersion, SubscriptionOptions, TopicFilter};
 
 use super::inflight::{Inflight, InflightEntry, OutboundState};
-use super::{Session, SessionLimits};
+use super::{Session, SessionLimits, Traffic};
 use crate::message::Delivery;
 
 /// One change to a session's durable state.
@@ -72,7 +73,12 @@ impl Session {
     ) -> Self {
         let mut session = Session::new(client_id, version, 0, limits, now);
         session.subscriptions = state.subscriptions.into_iter().collect();
-        session.inflight = Inflight::restore(state.inflight);
+        if !state.inflight.is_empty() {
+            session.traffic = Some(Box::new(Traffic {
+                inflight: Inflight::restore(state.inflight),
+                transmit: VecDeque::new(),
+            }));
+        }
         if !state.inbound_qos2.is_empty() {
             session.extras_mut().inbound_qos2 = state.inbound_qos2.into_iter().collect();
         }

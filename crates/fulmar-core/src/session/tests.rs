@@ -614,8 +614,48 @@ fn extras_are_allocated_only_for_what_needs_them() {
     s.attach(ProtocolVersion::V5, 0, Arc::new(rated), t0);
     assert!(s.extras.is_some(), "a rate limit lives in the extras");
     // 272 before the subscription map's hasher became process-wide (ProcessKeyed); 240
-    // before the limits were shared; 216 before the persist log was boxed.
-    assert!(std::mem::size_of::<Session>() <= 200);
+    // before the limits were shared (Arc, -24); 216 before the persist log was boxed (-16);
+    // 200 before the inflight window and the replies moved into the traffic box (-80).
+    assert!(std::mem::size_of::<Session>() <= 120);
+}
+
+/// A dormant connection's session holds no traffic state once nothing is in it; while an
+/// exchange is open or a reply waits it keeps it, and using it again allocates it again.
+#[test]
+fn idle_memory_is_released_only_when_nothing_is_in_it() {
+    let t0 = Instant::now();
+    let mut s = session(ProtocolVersion::V3_1_1, 0, t0);
+    assert!(s.traffic.is_none(), "a new session has none");
+    assert_eq!(s.outbound_window(), 32);
+    let first = send(&mut s, delivery(QoS::AtLeastOnce, b"1"), t0);
+    let second = send(&mut s, delivery(QoS::AtLeastOnce, b"2"), t0);
+    assert_eq!(
+        (first.packet_id, second.packet_id),
+        (Some(pid(1)), Some(pid(2)))
+    );
+    s.release_idle_memory();
+    assert_eq!(s.inflight_len(), 2, "open exchanges are kept");
+    s.handle(Packet::PubAck(ack(1)), t0).unwrap();
+    s.handle(Packet::PubAck(ack(2)), t0).unwrap();
+    s.handle(Packet::PingReq, t0).unwrap();
+    s.release_idle_memory();
+    assert!(s.traffic.is_some(), "a waiting reply is kept");
+    assert_eq!(drain(&mut s), vec![Packet::PingResp]);
+    s.release_idle_memory();
+    assert!(s.traffic.is_none());
+    assert_eq!((s.inflight_len(), s.outbound_window()), (0, 32));
+    assert_eq!(drain(&mut s), vec![]);
+    assert!(s.take_unacknowledged().is_empty());
+    let again = send(&mut s, delivery(QoS::ExactlyOnce, b"3"), t0);
+    assert_eq!(
+        again.packet_id,
+        Some(pid(1)),
+        "no id is in use: any is free"
+    );
+    s.handle(Packet::PubRec(ack(1)), t0).unwrap();
+    assert_eq!(drain(&mut s), vec![Packet::PubRel(ack(1))]);
+    s.handle(Packet::PubComp(ack(1)), t0).unwrap();
+    assert_eq!(s.inflight_len(), 0);
 }
 
 #[test]

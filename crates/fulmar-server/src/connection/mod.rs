@@ -193,6 +193,10 @@ async fn drive<R, W>(
             }
             Detached::Lost(error) => return Box::pin(connection.close_lost(error, peer)).await,
         };
+        // Most connections are dormant: they keep no room for traffic they do not have. If
+        // the set refuses this one, its run loop allocates the room again on first use (once
+        // per idle period, never per message).
+        connection.session.release_idle_memory();
         let dormant_set = Arc::clone(&connection.broker.dormant);
         let socket = match dormant_set.admit(connection, socket) {
             Ok(()) => return,
