@@ -41,6 +41,7 @@
 //!   Maximum Packet Size; keep-alive times out exactly at 1.5 x keep-alive after the last packet.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -143,6 +144,8 @@ fn limits(input: &mut Input) -> SessionLimits {
         max_topic_levels: input.pick(&[128, 3]),
         publish_rate_messages: input.pick(&[0, 0, 5]),
         publish_rate_bytes: input.pick(&[0, 0, 100]),
+        // The session only carries it (for the server's publisher hold).
+        ..SessionLimits::default()
     }
 }
 
@@ -152,8 +155,8 @@ fn capabilities(input: &mut Input) -> ClientCapabilities {
         topic_alias_maximum: input.pick(&[0, 1, 2, 10]),
         maximum_packet_size: match input.u8() % 4 {
             0 | 1 => None,
-            2 => Some(u32::from(input.u8()) + 2),
-            _ => Some(u32::from(input.u16()) + 2),
+            2 => NonZeroU32::new(u32::from(input.u8()) + 2),
+            _ => NonZeroU32::new(u32::from(input.u16()) + 2),
         },
         problem_information: !input.bool(),
     }
@@ -227,7 +230,7 @@ pub fn session(data: &[u8]) {
     let recording = first & 0x80 != 0;
     let keep_alive = keep_alive(&mut input);
     let limits = limits(&mut input);
-    let mut session = Session::new("fuzz".into(), version, keep_alive, Arc::new(limits), t0);
+    let mut session = Session::new(version, keep_alive, Arc::new(limits), t0);
     let client = if version.is_v5() {
         capabilities(&mut input)
     } else {
@@ -447,7 +450,7 @@ impl Harness {
         };
         if let Some(max) = self.client.maximum_packet_size.filter(|_| reducible) {
             assert!(
-                out.len() <= max as usize,
+                out.len() <= max.get() as usize,
                 "{} bytes exceed the client's Maximum Packet Size {max}: {packet:?}",
                 out.len()
             );
@@ -803,7 +806,7 @@ impl Harness {
             };
             let publish = build_publish(delivery, Some(entry.packet_id), true, self.version, now);
             let size = encoded_len(&Packet::Publish(publish), self.version).unwrap_or(usize::MAX);
-            self.client.maximum_packet_size.is_some_and(|max| size > max as usize)
+            self.client.maximum_packet_size.is_some_and(|max| size > max.get() as usize)
         };
         let mut kept = Vec::new();
         let mut pending = expected.iter();

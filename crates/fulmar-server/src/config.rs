@@ -293,6 +293,8 @@ impl Config {
             max_topic_levels: u16::try_from(self.limits.max_topic_levels).unwrap_or(u16::MAX),
             publish_rate_messages: self.limits.publish_rate_messages,
             publish_rate_bytes: self.limits.publish_rate_bytes,
+            max_publisher_hold_ms: u32::try_from(self.limits.max_publisher_hold_ms)
+                .unwrap_or(u32::MAX),
         }
     }
 

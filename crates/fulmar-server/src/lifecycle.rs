@@ -44,7 +44,7 @@ impl Broker {
         }
         if handed_on > 0 {
             tracing::debug!(
-                client_id = detached.session.client_id(),
+                client_id = detached.mailbox.client_id(),
                 handed_on,
                 "shared-subscription messages handed to other members"
             );

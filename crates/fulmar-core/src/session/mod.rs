@@ -21,6 +21,7 @@ mod rate;
 mod tests;
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,10 @@ pub struct SessionLimits {
     pub publish_rate_messages: u32,
     /// PUBLISH payload bytes per second before reads pause (0: unlimited).
     pub publish_rate_bytes: u64,
+    /// How long the server may hold back a publisher's acknowledgements for a congested
+    /// subscriber, in milliseconds. Not the session's own business: carried here so that a
+    /// connection keeps one shared copy of all its limits rather than 16 bytes of its own.
+    pub max_publisher_hold_ms: u32,
 }
 
 impl Default for SessionLimits {
@@ -80,6 +85,7 @@ impl Default for SessionLimits {
             max_topic_levels: 128,
             publish_rate_messages: 0,
             publish_rate_bytes: 0,
+            max_publisher_hold_ms: 2000,
         }
     }
 }
@@ -92,7 +98,7 @@ pub struct ClientCapabilities {
     /// Topic Alias Maximum: aliases the server may use towards it.
     pub topic_alias_maximum: u16,
     /// Maximum Packet Size it accepts.
-    pub maximum_packet_size: Option<u32>,
+    pub maximum_packet_size: Option<NonZeroU32>,
     /// Request Problem Information: reason strings allowed on acks ([MQTT-3.1.2-29]).
     pub problem_information: bool,
 }
@@ -114,7 +120,8 @@ impl ClientCapabilities {
         ClientCapabilities {
             receive_maximum: properties.receive_maximum.unwrap_or(u16::MAX).max(1),
             topic_alias_maximum: properties.topic_alias_maximum.unwrap_or(0),
-            maximum_packet_size: properties.maximum_packet_size,
+            // 0 is a protocol error that decoding rejects.
+            maximum_packet_size: properties.maximum_packet_size.and_then(NonZeroU32::new),
             problem_information: properties.request_problem_information != Some(0),
         }
     }
@@ -150,8 +157,6 @@ pub enum Event {
 ///   unlimited and reading is never paused.
 #[derive(Debug)]
 pub struct Session {
-    /// Shared with the server's copies (registry, mailbox, ACL identity): one allocation.
-    client_id: Arc<str>,
     version: ProtocolVersion,
     /// The negotiated keep-alive in seconds (0: none); the connection ends 1.5 × this after
     /// the last packet [MQTT-3.1.2-24]. Seconds, not a `Duration`: 2 bytes instead of 16 in
@@ -306,16 +311,16 @@ impl Session {
 }
 
 impl Session {
-    /// A new session for `client_id`, connected now with the given keep-alive (seconds).
+    /// A new session, connected now with the given keep-alive (seconds). It does not know
+    /// its client id: the server keeps that (with the session's mailbox and registry slot),
+    /// and 16 bytes in every session would only repeat it.
     pub fn new(
-        client_id: Arc<str>,
         version: ProtocolVersion,
         keep_alive_secs: u16,
         limits: Arc<SessionLimits>,
         now: Instant,
     ) -> Self {
         Session {
-            client_id,
             version,
             keep_alive_secs,
             last_received: now,
@@ -372,16 +377,6 @@ impl Session {
     /// Applies what an MQTT 5 client said it accepts (CONNECT properties).
     pub fn set_client_capabilities(&mut self, client: ClientCapabilities) {
         self.client = client;
-    }
-
-    /// The client identifier.
-    pub fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
-    /// The client identifier, to share rather than copy.
-    pub fn shared_client_id(&self) -> &Arc<str> {
-        &self.client_id
     }
 
     /// The protocol version of the current (or last) connection.
@@ -459,7 +454,8 @@ impl Session {
             let Some(max) = self.client.maximum_packet_size else {
                 return Some(packet);
             };
-            let fits = |p: &Packet| encoded_len(p, self.version).is_ok_and(|n| n <= max as usize);
+            let fits =
+                |p: &Packet| encoded_len(p, self.version).is_ok_and(|n| n <= max.get() as usize);
             if fits(&packet) {
                 return Some(packet);
             }

@@ -102,7 +102,7 @@ impl Session {
                     payload: &message.payload,
                 };
                 view.encoded_len(self.version)
-                    .is_ok_and(|size| size <= max as usize)
+                    .is_ok_and(|size| size <= max.get() as usize)
             };
             if !fits(topic, &properties) {
                 if alias.take().is_some() {

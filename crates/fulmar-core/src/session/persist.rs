@@ -65,13 +65,12 @@ impl Session {
     /// Rebuilds a parked persistent session from the store after a restart. It is attached
     /// to its next connection with [`Session::attach`], which re-sends the open exchanges.
     pub fn restore(
-        client_id: Arc<str>,
         version: ProtocolVersion,
         limits: Arc<SessionLimits>,
         state: RestoredState,
         now: Instant,
     ) -> Self {
-        let mut session = Session::new(client_id, version, 0, limits, now);
+        let mut session = Session::new(version, 0, limits, now);
         session.subscriptions = state.subscriptions.into_iter().collect();
         if !state.inflight.is_empty() {
             session.traffic = Some(Box::new(Traffic {

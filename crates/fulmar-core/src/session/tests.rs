@@ -1,5 +1,6 @@
 //! Session scenarios in virtual time: "client sends X at t, server must send Y".
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,13 +19,7 @@ fn pid(n: u16) -> PacketId {
 }
 
 fn session(version: ProtocolVersion, keep_alive: u16, now: Instant) -> Session {
-    Session::new(
-        "c".into(),
-        version,
-        keep_alive,
-        Arc::new(SessionLimits::default()),
-        now,
-    )
+    Session::new(version, keep_alive, Arc::new(SessionLimits::default()), now)
 }
 
 fn publish(qos: QoS, packet_id: Option<u16>, dup: bool) -> Publish {
@@ -172,7 +167,7 @@ fn inbound_qos2_beyond_receive_maximum_is_a_violation() {
         max_inbound_qos2: 2,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V5, 0, Arc::new(limits), t0);
     for id in 1..=2 {
         s.handle(
             Packet::Publish(publish(QoS::ExactlyOnce, Some(id), false)),
@@ -196,7 +191,7 @@ fn outbound_qos1_uses_the_window_and_puback_frees_it() {
         max_inflight: 2,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V3_1_1, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V3_1_1, 0, Arc::new(limits), t0);
     assert_eq!(s.outbound_window(), 2);
     let p1 = send(&mut s, delivery(QoS::AtLeastOnce, b"1"), t0);
     let p2 = send(&mut s, delivery(QoS::AtLeastOnce, b"2"), t0);
@@ -293,7 +288,7 @@ fn topic_alias_is_resolved_and_stripped() {
         topic_alias_maximum: 4,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V5, 0, Arc::new(limits), t0);
     let mut set = publish(QoS::AtMostOnce, None, false);
     set.properties.topic_alias = Some(2);
     s.handle(Packet::Publish(set), t0).unwrap();
@@ -323,7 +318,7 @@ fn publish_above_maximum_qos_is_refused_with_0x9b() {
         max_qos: QoS::AtLeastOnce,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V5, 0, Arc::new(limits), t0);
     let err = s
         .handle(
             Packet::Publish(publish(QoS::ExactlyOnce, Some(1), false)),
@@ -340,7 +335,7 @@ fn retain_when_not_available_is_refused_with_0x9a() {
         retain_available: false,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V5, 0, Arc::new(limits), t0);
     let mut p = publish(QoS::AtMostOnce, None, false);
     p.retain = true;
     let err = s.handle(Packet::Publish(p), t0).unwrap_err();
@@ -354,7 +349,7 @@ fn invalid_utf8_payload_marked_utf8_gets_puback_0x99_and_is_not_routed() {
         validate_utf8_payload: true,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V5, 0, Arc::new(limits), t0);
     let mut p = publish(QoS::AtLeastOnce, Some(9), false);
     p.properties.payload_format_indicator = Some(1);
     p.payload = Bytes::from_static(&[0xff, 0xfe]);
@@ -431,7 +426,7 @@ fn message_larger_than_client_maximum_packet_size_is_dropped_without_using_a_pac
     let t0 = Instant::now();
     let mut s = session(ProtocolVersion::V5, 0, t0);
     s.set_client_capabilities(ClientCapabilities {
-        maximum_packet_size: Some(20),
+        maximum_packet_size: NonZeroU32::new(20),
         ..ClientCapabilities::default()
     });
     let big = delivery(QoS::AtLeastOnce, &[0u8; 64]);
@@ -448,7 +443,7 @@ fn outbound_topic_alias_is_set_once_then_used_alone() {
         outbound_topic_aliases: true,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V5, 0, Arc::new(limits), t0);
     s.set_client_capabilities(ClientCapabilities {
         topic_alias_maximum: 1,
         ..ClientCapabilities::default()
@@ -495,7 +490,7 @@ fn redelivery_too_large_for_the_new_maximum_packet_size_is_discarded_as_complete
     );
     // The server's handshake applies the new connection's capabilities after `attach`.
     s.set_client_capabilities(ClientCapabilities {
-        maximum_packet_size: Some(64),
+        maximum_packet_size: NonZeroU32::new(64),
         ..ClientCapabilities::default()
     });
     let resent = drain(&mut s);
@@ -519,9 +514,9 @@ fn reason_string_is_left_out_when_the_ack_would_exceed_maximum_packet_size() {
         validate_utf8_payload: true,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V5, 0, Arc::new(limits), t0);
     s.set_client_capabilities(ClientCapabilities {
-        maximum_packet_size: Some(15),
+        maximum_packet_size: NonZeroU32::new(15),
         ..ClientCapabilities::default()
     });
     let mut p = publish(QoS::AtLeastOnce, Some(6), false);
@@ -544,12 +539,12 @@ fn outbound_topic_alias_is_left_out_when_it_would_exceed_maximum_packet_size() {
         outbound_topic_aliases: true,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V5, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V5, 0, Arc::new(limits), t0);
     // Topic "x", QoS 0, payload "1": 2 + 3 (topic) + 1 (properties) + 1 = 7 bytes, 10 with
     // the Topic Alias property.
     s.set_client_capabilities(ClientCapabilities {
         topic_alias_maximum: 1,
-        maximum_packet_size: Some(7),
+        maximum_packet_size: NonZeroU32::new(7),
         ..ClientCapabilities::default()
     });
     let plain = send(&mut s, delivery(QoS::AtMostOnce, b"1"), t0);
@@ -560,7 +555,7 @@ fn outbound_topic_alias_is_left_out_when_it_would_exceed_maximum_packet_size() {
     // The alias was not used up by the PUBLISH that went without it.
     s.set_client_capabilities(ClientCapabilities {
         topic_alias_maximum: 1,
-        maximum_packet_size: Some(10),
+        maximum_packet_size: NonZeroU32::new(10),
         ..ClientCapabilities::default()
     });
     let aliased = send(&mut s, delivery(QoS::AtMostOnce, b"1"), t0);
@@ -615,8 +610,10 @@ fn extras_are_allocated_only_for_what_needs_them() {
     assert!(s.extras.is_some(), "a rate limit lives in the extras");
     // 272 before the subscription map's hasher became process-wide (ProcessKeyed); 240
     // before the limits were shared (Arc, -24); 216 before the persist log was boxed (-16);
-    // 200 before the inflight window and the replies moved into the traffic box (-80).
-    assert!(std::mem::size_of::<Session>() <= 120);
+    // 200 before the inflight window and the replies moved into the traffic box (-80); 120
+    // before it stopped keeping a copy of the client id (-16); 104 before the client's
+    // Maximum Packet Size became a NonZeroU32 (its `Option` then needs no tag: -8).
+    assert!(std::mem::size_of::<Session>() <= 96);
 }
 
 /// A dormant connection's session holds no traffic state once nothing is in it; while an
@@ -665,7 +662,7 @@ fn a_topic_over_the_level_limit_is_refused() {
         max_topic_levels: 3,
         ..SessionLimits::default()
     };
-    let mut s = Session::new("c".into(), ProtocolVersion::V3_1_1, 0, Arc::new(limits), t0);
+    let mut s = Session::new(ProtocolVersion::V3_1_1, 0, Arc::new(limits), t0);
     for (topic, within) in [
         ("a/b/c", true),
         ("//", true),

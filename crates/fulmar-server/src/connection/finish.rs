@@ -37,7 +37,7 @@ impl Connection {
             | Exit::CannotStore => true,
         };
         let server_reason = self.log_exit(&exit, peer);
-        if let Some(reason) = server_reason.filter(|_| self.version.is_v5()) {
+        if let Some(reason) = server_reason.filter(|_| self.session.version().is_v5()) {
             // A Reason String is always allowed on DISCONNECT [MQTT-3.1.2-29].
             let properties = PropertyValues {
                 reason_string: exit_text(&exit),
@@ -45,7 +45,7 @@ impl Connection {
             }
             .into();
             let disconnect = Disconnect { reason, properties };
-            io.queue(&Packet::Disconnect(disconnect), self.version);
+            io.queue(&Packet::Disconnect(disconnect), self.session.version());
         }
         if !matches!(exit, Exit::Closed | Exit::Idle) {
             io.flush_within(CLOSING_FLUSH).await;

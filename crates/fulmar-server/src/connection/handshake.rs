@@ -63,7 +63,6 @@ where
 
     let config = broker.config();
     let settings = &config.mqtt;
-    let max_hold = Duration::from_millis(config.limits.max_publisher_hold_ms);
     let requested_expiry = session_expiry_requested(&connect);
     let expiry_secs = requested_expiry.min(settings.max_session_expiry_secs);
     let (slot, mut state) = broker.registry.lock(&client_id).await;
@@ -121,7 +120,6 @@ where
 
     Some(Connection {
         broker: Arc::clone(broker),
-        version,
         key,
         session,
         mailbox,
@@ -129,7 +127,7 @@ where
         will: connect.will.map(Box::new),
         username,
         slot,
-        hold: hold::PublisherHold::new(max_hold),
+        hold: hold::PublisherHold::default(),
         write_gate: None,
         admitted: None,
     })
@@ -161,13 +159,7 @@ fn resume_or_create(
             if let Some(prev) = other {
                 broker.end_session(prev);
             }
-            let mut session = Session::new(
-                Arc::clone(client_id),
-                version,
-                connect.keep_alive,
-                limits,
-                now,
-            );
+            let mut session = Session::new(version, connect.keep_alive, limits, now);
             let queue_limits = broker.config().queue_limits();
             // A persistent session is stored (when persistence is on); it logs its changes.
             let store = (expiry_secs > 0 && broker.persistence().is_some())

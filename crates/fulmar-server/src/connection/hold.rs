@@ -62,16 +62,20 @@ struct Awaited {
     drains: u32,
 }
 
+/// How long a congested queue may hold the publisher of `session`.
+fn max_hold(session: &Session) -> Duration {
+    Duration::from_millis(u64::from(session.limits().max_publisher_hold_ms))
+}
+
 /// Replies held back, and the queues they wait for.
 #[derive(Debug, Default)]
 pub struct PublisherHold {
     /// What is held; allocated only while something is (most connections never hold
     /// anything, and inline the two queues would cost every connection 56 bytes).
+    /// How long a hold may last comes with the session's limits
+    /// ([`SessionLimits::max_publisher_hold_ms`]): those the connection began with, as a
+    /// reloaded configuration applies to new connections, and without a lock per PUBLISH.
     held: Option<Box<Holding>>,
-    /// `limits.max_publisher_hold_ms` when the connection began (a reloaded configuration
-    /// applies to new connections, and reading it per PUBLISH cost a lock). Milliseconds:
-    /// 4 bytes instead of a `Duration`'s 16 (a longer setting holds for 49 days).
-    max_hold_ms: u32,
 }
 
 /// The held replies and awaited queues of a hold in progress.
@@ -93,19 +97,6 @@ pub enum Woke {
 }
 
 impl PublisherHold {
-    /// How long a congested queue may hold the publisher.
-    fn max_hold(&self) -> Duration {
-        Duration::from_millis(u64::from(self.max_hold_ms))
-    }
-
-    /// Nothing held yet; a congested queue holds the publisher for at most `max_hold`.
-    pub fn new(max_hold: Duration) -> Self {
-        PublisherHold {
-            max_hold_ms: u32::try_from(max_hold.as_millis()).unwrap_or(u32::MAX),
-            ..PublisherHold::default()
-        }
-    }
-
     /// Acknowledges a routed PUBLISH now, or holds the acknowledgement when `congested`
     /// queues, a pending `ticket` or earlier held replies say so.
     pub fn acknowledge(
@@ -115,7 +106,7 @@ impl PublisherHold {
         congested: impl IntoIterator<Item = Arc<Mailbox>>,
         ticket: Option<CommitTicket>,
     ) {
-        let max_hold = self.max_hold();
+        let max_hold = max_hold(session);
         let mut now = None;
         for mailbox in congested {
             let held = self.held.get_or_insert_default();
@@ -218,7 +209,7 @@ impl PublisherHold {
     /// publisher is held for it again until it drains (a stuck subscriber costs its
     /// publishers one hold, not one per message). Returns whether a queue's time ran out.
     pub fn release_ready(&mut self, session: &mut Session, now: Instant) -> bool {
-        let max_hold = self.max_hold();
+        let max_hold = max_hold(session);
         let Some(held) = self.held.as_deref_mut() else {
             return false;
         };
@@ -286,14 +277,16 @@ mod tests {
     fn a_hold_holds_the_ack_until_the_queue_is_relieved_and_then_frees_itself() {
         let now = Instant::now();
         let mut session = Session::new(
-            "pub".into(),
             ProtocolVersion::V3_1_1,
             0,
-            Arc::new(SessionLimits::default()),
+            Arc::new(SessionLimits {
+                max_publisher_hold_ms: 60_000,
+                ..SessionLimits::default()
+            }),
             now,
         );
-        let mut hold = PublisherHold::new(Duration::from_secs(60));
-        assert!(std::mem::size_of::<PublisherHold>() <= 16);
+        let mut hold = PublisherHold::default();
+        assert!(std::mem::size_of::<PublisherHold>() <= 8);
         hold.acknowledge(&mut session, puback(1), [], None);
         assert!(
             session.poll_transmit().is_some(),

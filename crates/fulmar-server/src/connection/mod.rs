@@ -83,7 +83,6 @@ pub(crate) enum Exit {
 /// An established connection and the session it owns.
 pub struct Connection {
     broker: Arc<Broker>,
-    version: ProtocolVersion,
     key: SessionKey,
     session: Session,
     /// The session's mailbox, which this connection listens to for signals.
@@ -512,7 +511,7 @@ impl Connection {
         W: AsyncWrite + Unpin,
     {
         while let Some(packet) = self.session.poll_transmit() {
-            io.queue(&packet, self.version);
+            io.queue(&packet, self.session.version());
         }
         let (mut sent, mut expired, mut too_large) = (0u64, 0u64, 0u64);
         let mut dropped_stored = Vec::new();
@@ -527,7 +526,7 @@ impl Connection {
                     break;
                 }
             }
-            let version = self.version;
+            let version = self.session.version();
             for delivery in batch.drain(..) {
                 let stored = delivery.stored;
                 let queue = |publish: PublishView<'_>| io.queue_publish(publish, version);

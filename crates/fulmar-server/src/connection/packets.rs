@@ -19,7 +19,7 @@ impl Connection {
         now: Instant,
     ) -> Option<Exit> {
         loop {
-            match decode(&mut io.rbuf, self.version, max_packet) {
+            match decode(&mut io.rbuf, self.session.version(), max_packet) {
                 Ok(Some(packet)) => {
                     if let Some(exit) = self.handle_packet(packet, now) {
                         return Some(exit);
@@ -67,7 +67,7 @@ impl Connection {
         }
         let published = self.broker.publish_with(message, extra);
         if let Some(refused) = published.refused {
-            if !self.version.is_v5() {
+            if !self.session.version().is_v5() {
                 // 3.1.1 has no negative PUBACK, and acknowledging would lose the message:
                 // close without acknowledging, so the client sends it again later.
                 if let (QoS::ExactlyOnce, Some(packet_id)) = (qos, packet_id) {

@@ -139,7 +139,6 @@ impl Broker {
             inbound_qos2: stored.inbound_qos2.clone(),
         };
         let session = Session::restore(
-            Arc::clone(&client_id),
             record.protocol_version,
             self.session_limits(),
             state,
