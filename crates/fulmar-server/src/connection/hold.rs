@@ -98,7 +98,9 @@ pub enum Woke {
 
 impl PublisherHold {
     /// Acknowledges a routed PUBLISH now, or holds the acknowledgement when `congested`
-    /// queues, a pending `ticket` or earlier held replies say so.
+    /// queues, a pending `ticket` or earlier held replies say so. Inlined: it runs once per
+    /// PUBLISH, and out of line it cost ~20 instructions per message in fan-in.
+    #[inline]
     pub fn acknowledge(
         &mut self,
         session: &mut Session,
@@ -106,8 +108,7 @@ impl PublisherHold {
         congested: impl IntoIterator<Item = Arc<Mailbox>>,
         ticket: Option<CommitTicket>,
     ) {
-        let max_hold = max_hold(session);
-        let mut now = None;
+        let mut until = None;
         for mailbox in congested {
             let held = self.held.get_or_insert_default();
             if !held
@@ -115,7 +116,7 @@ impl PublisherHold {
                 .iter()
                 .any(|a| Arc::ptr_eq(&a.mailbox, &mailbox))
             {
-                let until = *now.get_or_insert_with(Instant::now) + max_hold;
+                let until = *until.get_or_insert_with(|| Instant::now() + max_hold(session));
                 let drains = mailbox.drains();
                 held.waiting_on.push(Awaited {
                     mailbox,
