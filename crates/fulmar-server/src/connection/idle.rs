@@ -17,10 +17,14 @@ pub(crate) enum Waking {
 /// At [`IdleCheck::deadline`] the connection is quiet if neither its peer nor a publisher
 /// stirred it since the previous check, so it goes dormant between one and two `after` of
 /// quiet. The check is lazy rather than re-armed on every wake-up, which would reset the
-/// loop's timer once per message. A new connection's first check is due at once: the loop's
-/// timer fires only when nothing else is ready, so a client that sends nothing after
-/// CONNECT goes dormant as soon as its CONNACK is out (and a burst of connects never holds
-/// a task per connection).
+/// loop's timer once per message. A new connection's first check is due at once, so a client
+/// that sends nothing after CONNECT goes dormant as soon as its CONNACK is out.
+///
+/// A check already due is not left to the loop's timer: it is a `select!` branch polled
+/// last, so it fires only when nothing else is ready. tokio fires timers only when a worker
+/// turns its driver, which a busy worker does rarely: through a burst of connects a due timer
+/// kept every new connection's task (1,152 bytes) alive, and their freed memory stayed behind
+/// as holes among the connections that remained (~1,100 tasks' worth at 20k connects/s).
 #[derive(Debug)]
 pub(crate) struct IdleCheck {
     after: Duration,

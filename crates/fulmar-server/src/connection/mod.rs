@@ -407,11 +407,7 @@ impl Connection {
                 }
                 was_paused = paused;
                 let can_read = io.wbuf.len() < high_water && !paused && !self.hold.is_holding();
-                // A due idle check needs no timer: polled last, it fires only when nothing else
-                // is ready. The timer driver runs only when the worker has nothing else to do, so
-                // through a burst of connects a timer already due kept each new connection's task
-                // (1,152 bytes) alive, and their freed memory stayed behind as holes among the
-                // connections that remained: ~1,100 tasks' worth at 20k connects/s.
+                // A due idle check is a branch polled last, not the timer (see `IdleCheck`).
                 let idle_due = idle.as_ref().is_some_and(|check| check.deadline() <= now);
                 let waiting = self.hold.is_waiting();
                 // Boxed, so that only a connection that holds replies pays for this future (it
@@ -455,14 +451,9 @@ impl Connection {
                             bump(&self.broker.metrics().publisher_holds_expired);
                         }
                     }
-                    _ = std::future::ready(()), if idle_due => {
-                        if let Some(exit) = self.on_timer(io, idle.as_mut()) {
-                            return exit;
-                        }
-                    }
                     // The keep-alive deadline, an idle check, or the end of a read pause (the
-                    // loop re-checks it).
-                    _ = &mut timer => {
+                    // loop re-checks it). Polled last: a due idle check fires at once.
+                    _ = async { if !idle_due { timer.as_mut().await } } => {
                         if let Some(exit) = self.on_timer(io, idle.as_mut()) {
                             return exit;
                         }
