@@ -16,6 +16,7 @@
 #   FULMAR=./target/release/fulmar        the broker under test (`fulmar serve`)
 #   BENCH=./target-bench/release/fulmar   the generator (`fulmar bench`); defaults to $FULMAR
 #   RUMQTTD=path FLASHMQ=path NATS=path   peer binaries (else found or installed, see below)
+#   FULMAR_LIMITS='max_write_buffer_bytes = 524288\n'   extra `[limits]` lines for Fulmar (tuning runs)
 #   OUT=bench/results/<timestamp>
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,7 +119,7 @@ CONF
       ;;
     fulmar|fulmar-disk|fulmar-disk-interval) # outbound QoS 1/2 window: the protocol's largest, as
       # mosquitto's below and FlashMQ's max_qos_msg_pending_per_client (Fulmar's default is 32)
-      printf '[limits]\nmax_inflight_messages = 65535\n' >"$dir/fulmar.toml"
+      printf '[limits]\nmax_inflight_messages = 65535\n%b' "${FULMAR_LIMITS:-}" >"$dir/fulmar.toml"
       if [[ $b == fulmar-disk-interval ]]; then printf '[persistence]\nfsync = "interval"\n' >>"$dir/fulmar.toml"; fi
       ;;
     rumqttd) # the shared bench config: accept delay 0, 20,000 connections; only the port changes
