@@ -298,7 +298,7 @@ where
 }
 
 impl Connection {
-    /// The client identifier (one allocation, shared with the session, mailbox and registry).
+    /// The client identifier (one allocation, shared by the mailbox and the registry).
     fn client_id(&self) -> &str {
         self.mailbox.client_id()
     }
