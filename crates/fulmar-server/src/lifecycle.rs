@@ -107,10 +107,13 @@ pub(crate) fn park_for(
     client_id: &str,
     slot: &Arc<Slot>,
     state: &mut SlotState,
-    detached: DetachedSession,
+    mut detached: DetachedSession,
     (expiry, will_delay): (Option<Duration>, Option<Duration>),
 ) {
     debug_assert!(detached.is_persistent());
+    // A parked session may wait for days: it keeps no room for traffic it does not have
+    // (its inflight window and reply queue, with their buffers, when both are empty).
+    detached.session.release_idle_memory();
     let mut timers = Vec::new();
     if let Some(delay) = will_delay.filter(|_| detached.pending_will.is_some()) {
         let (broker, slot) = (Arc::clone(broker), Arc::clone(slot));
