@@ -43,10 +43,12 @@ pub struct Subscriber {
 pub struct Username(Option<Arc<String>>);
 
 impl Username {
+    /// The username a client authenticated with, if any.
     pub fn new(username: Option<String>) -> Self {
         Username(username.map(Arc::new))
     }
 
+    /// The username; `None` for an anonymous client.
     pub fn as_deref(&self) -> Option<&str> {
         self.0.as_deref().map(String::as_str)
     }

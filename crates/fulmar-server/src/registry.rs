@@ -78,6 +78,7 @@ pub struct SlotState {
 /// A persistent session with no connection, and its timers.
 #[derive(Debug)]
 pub struct Parked {
+    /// The session, as its last connection left it.
     pub session: DetachedSession,
     /// Expiry and delayed will; aborted when the session is taken. Here rather than in the
     /// slot: only a parked session has timers, and every connected client has a slot.
