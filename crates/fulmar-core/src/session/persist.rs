@@ -5,14 +5,13 @@
 //! each packet and each batch of sends, and turns them into store mutations. The session
 //! itself never touches the store (sans IO).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use fulmar_proto::{PacketId, ProtocolVersion, SubscriptionOptions, TopicFilter};
 
 use super::inflight::{Inflight, InflightEntry, OutboundState};
-use super::{Session, SessionLimits, Traffic};
+use super::{Session, SessionLimits};
 use crate::message::Delivery;
 
 /// One change to a session's durable state.
@@ -73,10 +72,7 @@ impl Session {
         let mut session = Session::new(version, 0, limits, now);
         session.subscriptions = state.subscriptions.into_iter().collect();
         if !state.inflight.is_empty() {
-            session.traffic = Some(Box::new(Traffic {
-                inflight: Inflight::restore(state.inflight),
-                transmit: VecDeque::new(),
-            }));
+            session.traffic_mut().inflight = Inflight::restore(state.inflight);
         }
         if !state.inbound_qos2.is_empty() {
             session.extras_mut().inbound_qos2 = state.inbound_qos2.into_iter().collect();
