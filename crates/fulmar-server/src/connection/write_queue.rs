@@ -39,6 +39,14 @@ pub const FIRST_CHUNK: usize = 16 * 1024;
 pub const CHUNK: usize = 64 * 1024;
 /// Chunks handed to one vectored write.
 const MAX_SLICES: usize = 16;
+/// Bytes handed to one write: no more than one TCP segmentation-offload unit (64 KiB less
+/// headers, rounded down to whole segments: 65,483 bytes on loopback, 65,160 on Ethernet).
+/// The kernel sends the first unit of a write at once, but with a pacing congestion control
+/// (BBR, the fq qdisc) every further unit waits for the socket's pacing timer and goes out
+/// from softirq: with 256 KiB writes that made 4 KiB fan-in cost 30-45 % more broker CPU per
+/// message than writes of one unit, which cost nothing measurable without pacing (cubic).
+/// See BENCHMARKS.md, "Writes of one segment".
+pub const MAX_WRITE: usize = 63 * 1024;
 /// Idle first chunks a worker thread keeps for the next queue that wakes (64 KiB).
 const POOLED_FIRST_CHUNKS: usize = 4;
 
@@ -149,27 +157,36 @@ impl WriteQueue {
         }
     }
 
-    /// Writes from the front chunks once (vectored when the writer is), and drops what was
-    /// written. `Ok(0)` means the peer no longer accepts bytes.
+    /// Writes at most [`MAX_WRITE`] bytes from the front chunks once (vectored when the
+    /// writer is), and drops what was written. `Ok(0)` means the peer no longer accepts bytes.
     pub fn poll_write<W: AsyncWrite + Unpin>(
         &mut self,
         writer: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<usize>> {
-        let written = if writer.is_write_vectored() && !self.more().is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            slices[0] = IoSlice::new(&self.front[self.written..]);
-            let mut count = 1;
-            for (slot, chunk) in slices[1..].iter_mut().zip(self.more()) {
-                *slot = IoSlice::new(chunk);
-                count += 1;
-            }
-            std::task::ready!(Pin::new(writer).poll_write_vectored(cx, &slices[..count]))?
-        } else if self.front.is_empty() {
-            0
-        } else {
-            std::task::ready!(Pin::new(writer).poll_write(cx, &self.front[self.written..]))?
-        };
+        let front = &self.front[self.written..];
+        let front = &front[..front.len().min(MAX_WRITE)];
+        let written =
+            if writer.is_write_vectored() && front.len() < MAX_WRITE && !self.more().is_empty() {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                slices[0] = IoSlice::new(front);
+                let mut room = MAX_WRITE - front.len();
+                let mut count = 1;
+                for (slot, chunk) in slices[1..].iter_mut().zip(self.more()) {
+                    let part = &chunk[..chunk.len().min(room)];
+                    *slot = IoSlice::new(part);
+                    count += 1;
+                    room -= part.len();
+                    if room == 0 {
+                        break;
+                    }
+                }
+                std::task::ready!(Pin::new(writer).poll_write_vectored(cx, &slices[..count]))?
+            } else if front.is_empty() {
+                0
+            } else {
+                std::task::ready!(Pin::new(writer).poll_write(cx, front))?
+            };
         self.consume(written);
         Poll::Ready(Ok(written))
     }
@@ -306,6 +323,89 @@ mod tests {
         queue.append(100, |_| ());
         assert!(queue.is_empty());
         assert_eq!(queue.chunk_count(), 0);
+    }
+
+    /// A writer that takes everything it is offered and records each write's length.
+    struct Recording {
+        vectored: bool,
+        bytes: Vec<u8>,
+        writes: Vec<usize>,
+    }
+
+    impl AsyncWrite for Recording {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.bytes.extend_from_slice(buf);
+            self.writes.push(buf.len());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut total = 0;
+            for buf in bufs {
+                self.bytes.extend_from_slice(buf);
+                total += buf.len();
+            }
+            self.writes.push(total);
+            Poll::Ready(Ok(total))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn no_write_hands_over_more_than_one_segment_unit() {
+        for vectored in [true, false] {
+            let mut queue = WriteQueue::default();
+            let mut expected = Vec::new();
+            // Small packets across several chunks, then one packet larger than a write.
+            for i in 0..3000u32 {
+                let bytes = packet(i as u8, 100);
+                queue.append(100, |buf| buf.put_slice(&bytes));
+                expected.extend_from_slice(&bytes);
+            }
+            let huge = packet(7, 3 * MAX_WRITE + 5);
+            queue.append(huge.len(), |buf| buf.put_slice(&huge));
+            expected.extend_from_slice(&huge);
+            let mut writer = Recording {
+                vectored,
+                bytes: Vec::new(),
+                writes: Vec::new(),
+            };
+            while !queue.is_empty() {
+                queue.write_some(&mut writer).await.unwrap();
+            }
+            assert_eq!(writer.bytes, expected, "vectored: {vectored}");
+            assert!(
+                writer.writes.iter().all(|&n| n > 0 && n <= MAX_WRITE),
+                "vectored: {vectored}: {:?}",
+                writer.writes
+            );
+            if vectored {
+                assert!(
+                    writer.writes.iter().filter(|&&n| n == MAX_WRITE).count() >= 6,
+                    "full writes gather across chunks: {:?}",
+                    writer.writes
+                );
+            }
+        }
     }
 
     #[tokio::test]
