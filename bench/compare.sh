@@ -172,18 +172,25 @@ broker_cmd() { # $1 broker $2 dir
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 run_one() { # $1 placement $2 scenario $3 broker $4 round
-  local placement=$1 scen=$2 b=$3 round=$4 dir pid json
-  PORT=$((PORT + 2))  # a fresh port per run: no TIME_WAIT or slow exit in the way
-  dir=$(mktemp -d); broker_config "$b" "$placement" "$dir"
+  local placement=$1 scen=$2 b=$3 round=$4 dir pid json started=""
   local bpin="" gpin="" env=()
   if [[ $placement == pinned ]]; then
     bpin="taskset -c 0"; gpin="taskset -c 1"
     env=(FULMAR_WORKER_THREADS=1 GOMAXPROCS=1)
   fi
-  # shellcheck disable=SC2046
-  env "${env[@]}" FULMAR_LOG=warn $bpin $(broker_cmd "$b" "$dir") >"$dir/broker.log" 2>&1 &
-  pid=$!
-  if ! wait_port "$PORT"; then echo "  $b did not start: $(tail -3 "$dir/broker.log")" >&2; kill "$pid" 2>/dev/null; return; fi
+  for _attempt in 1 2 3; do
+    PORT=$((PORT + 2))  # a fresh port per run: no TIME_WAIT or slow exit in the way
+    dir=$(mktemp -d); broker_config "$b" "$placement" "$dir"
+    # shellcheck disable=SC2046
+    env "${env[@]}" FULMAR_LOG=warn $bpin $(broker_cmd "$b" "$dir") >"$dir/broker.log" 2>&1 &
+    pid=$!
+    if wait_port "$PORT" && sleep 0.2 && kill -0 "$pid" 2>/dev/null; then started=1; break; fi
+    # The port may be held by a client socket of an earlier run (in the ephemeral range):
+    # try the next one rather than lose the run.
+    echo "  $b did not start on port $PORT: $(tail -1 "$dir/broker.log")" >&2
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"
+  done
+  [[ -n $started ]] || return 0
   json=$OUT/$placement.$scen.$b.r$round.json
   local extra="--duration $DURATION --warmup $WARMUP"
   [[ $scen == conn-* ]] && extra="--duration 2"
