@@ -146,6 +146,16 @@ impl Delivery {
     pub fn queued_size(&self) -> usize {
         self.message.queued_size()
     }
+
+    /// This delivery with a copy of its message that owns its bytes ([`Message::detached`]),
+    /// for a delivery that may wait long: one decoded from a large read keeps the whole
+    /// read slab alive, far more than its queue limits count.
+    pub fn into_detached(self) -> Delivery {
+        Delivery {
+            message: Arc::new(self.message.detached()),
+            ..self
+        }
+    }
 }
 
 #[cfg(test)]

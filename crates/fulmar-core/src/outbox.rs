@@ -74,8 +74,10 @@ enum Entry {
     Spilled(SpilledRef),
 }
 
-/// Spills `delivery` if it may live in the store only: it is stored there, and it is not
-/// for a shared subscription.
+/// The entry for `delivery` in an offline session's queue: spilled if it may live in the
+/// store only (it is stored there, and it is not for a shared subscription), else kept in
+/// memory as a detached copy. An offline session's queue may wait for hours, and a message
+/// decoded from a large read would keep that read's whole slab alive (docs/limits.md).
 fn spill(delivery: Delivery) -> Entry {
     match delivery.stored {
         Some(stored) if delivery.shared_filter.is_none() => Entry::Spilled(SpilledRef {
@@ -83,7 +85,7 @@ fn spill(delivery: Delivery) -> Entry {
             qos: delivery.qos,
             size: delivery.queued_size(),
         }),
-        _ => Entry::InMemory(delivery),
+        _ => Entry::InMemory(delivery.into_detached()),
     }
 }
 
@@ -121,8 +123,9 @@ impl Outbox {
     /// Marks the session connected or not; offline sessions queue only QoS 1/2, and going
     /// offline spills what is queued and stored (see the module docs).
     pub fn set_online(&mut self, online: bool) {
+        let going_offline = self.online && !online;
         self.online = online;
-        if !online && self.spilled < self.queue.len() {
+        if going_offline && self.spilled < self.queue.len() {
             self.queue = std::mem::take(&mut self.queue)
                 .into_iter()
                 .map(|entry| match entry {
@@ -309,6 +312,65 @@ mod tests {
             expires_at: None,
         };
         Delivery::new(Arc::new(message), qos, false)
+    }
+
+    /// A QoS 1 delivery whose payload is a slice of a 256 KiB read buffer, and that buffer.
+    fn delivery_in_read_buffer() -> (Delivery, Bytes) {
+        let read = Bytes::from(vec![b'x'; 256 * 1024]);
+        let message = Message {
+            topic: TopicName::new("t").unwrap(),
+            payload: read.slice(100..4196),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::default(),
+            origin: None,
+            expires_at: None,
+        };
+        (
+            Delivery::new(Arc::new(message), QoS::AtLeastOnce, false),
+            read,
+        )
+    }
+
+    fn queued_payload_in(outbox: &mut Outbox, read: &Bytes) -> bool {
+        let mut out = Vec::new();
+        outbox.pop_batch(usize::MAX, 1, &mut out);
+        read.as_ptr_range()
+            .contains(&out[0].message.payload.as_ptr())
+    }
+
+    #[test]
+    fn an_offline_queue_keeps_no_read_buffer_alive_and_an_online_one_shares_it() {
+        let mut online = Outbox::new(QueueLimits::default());
+        let (delivery, read) = delivery_in_read_buffer();
+        online.push(delivery);
+        assert!(queued_payload_in(&mut online, &read), "online: zero-copy");
+
+        let mut offline = Outbox::new(QueueLimits::default());
+        offline.set_online(false);
+        let (delivery, read) = delivery_in_read_buffer();
+        offline.push(delivery);
+        offline.set_online(true);
+        assert!(
+            !queued_payload_in(&mut offline, &read),
+            "pushed while offline"
+        );
+
+        let mut going = Outbox::new(QueueLimits::default());
+        let (delivery, read) = delivery_in_read_buffer();
+        let payload = delivery.message.payload.clone();
+        going.push(delivery);
+        going.set_online(false);
+        going.set_online(true);
+        let mut out = Vec::new();
+        going.pop_batch(usize::MAX, 1, &mut out);
+        assert!(!read
+            .as_ptr_range()
+            .contains(&out[0].message.payload.as_ptr()));
+        assert_eq!(
+            out[0].message.payload, payload,
+            "the copy has the same bytes"
+        );
     }
 
     #[test]

@@ -112,7 +112,9 @@ pub(crate) fn park_for(
 ) {
     debug_assert!(detached.is_persistent());
     // A parked session may wait for days: it keeps no room for traffic it does not have
-    // (its inflight window and reply queue, with their buffers, when both are empty).
+    // (its inflight window and reply queue, with their buffers, when both are empty), and
+    // its unacknowledged messages keep no read slab alive.
+    detached.session.detach_messages();
     detached.session.release_idle_memory();
     let mut timers = Vec::new();
     if let Some(delay) = will_delay.filter(|_| detached.pending_will.is_some()) {

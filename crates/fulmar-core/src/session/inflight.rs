@@ -210,6 +210,16 @@ impl Inflight {
         self.entries.drain(..).filter_map(|e| e.delivery).collect()
     }
 
+    /// Replaces every message kept for a re-send with a copy that owns its bytes (see
+    /// [`Delivery::into_detached`]).
+    pub fn detach_messages(&mut self) {
+        for entry in &mut self.entries {
+            if let Some(delivery) = entry.delivery.take() {
+                entry.delivery = Some(delivery.into_detached());
+            }
+        }
+    }
+
     /// Open exchanges in send order.
     pub fn iter(&self) -> impl Iterator<Item = &InflightEntry> {
         self.entries.iter()
@@ -235,6 +245,20 @@ mod tests {
             fulmar_proto::QoS::AtLeastOnce,
             false,
         )
+    }
+
+    #[test]
+    fn detached_messages_keep_no_read_buffer_alive() {
+        let read = bytes::Bytes::from(vec![b'x'; 256 * 1024]);
+        let mut delivery = qos1_delivery();
+        std::sync::Arc::make_mut(&mut delivery.message).payload = read.slice(10..4106);
+        let mut inflight = Inflight::default();
+        let id = inflight.next_id();
+        inflight.start(id, delivery, OutboundState::AwaitingPubAck);
+        inflight.detach_messages();
+        let kept = inflight.iter().next().unwrap().delivery.as_ref().unwrap();
+        assert_eq!(kept.message.payload, read.slice(10..4106));
+        assert!(!read.as_ptr_range().contains(&kept.message.payload.as_ptr()));
     }
 
     #[test]

@@ -281,6 +281,15 @@ impl Session {
         &mut self.traffic_mut().transmit
     }
 
+    /// Copies the messages kept for re-sending out of the buffers they were decoded from (see
+    /// [`crate::Delivery::into_detached`]): the server calls it as the session is parked, where they
+    /// may wait for hours and would otherwise keep whole read slabs alive.
+    pub fn detach_messages(&mut self) {
+        if let Some(inflight) = self.inflight_mut() {
+            inflight.detach_messages();
+        }
+    }
+
     /// Frees what only a connection in use needs when nothing is in it: the server calls it
     /// as the connection goes dormant. A session with open exchanges or waiting replies keeps
     /// it; the next exchange or reply allocates it again.

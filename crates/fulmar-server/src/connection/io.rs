@@ -33,10 +33,11 @@ const SLAB: usize = 256 * 1024;
 const SLAB_MIN_ROOM: usize = 64 * 1024;
 /// Reads at least this large keep their bytes where they landed in the slab (the read
 /// buffer and the payloads decoded from it share the slab's allocation); smaller ones are
-/// copied out, so a lone small message never pins a whole slab. Retained messages are
-/// copied out of it when stored (`Message::detached`); a message queued for an offline
-/// session keeps its slab alive until it is delivered (bounded by the queue limits, which
-/// count payload bytes, times at most the slab's size over the read's).
+/// copied out, so a lone small message never pins a whole slab. What may wait long is
+/// copied out of it (`Message::detached`): retained messages, and what is queued for or kept
+/// by an offline session. A message queued for a connected session keeps its slab alive until
+/// it is sent or acknowledged (bounded by the queue limits, which count payload bytes, times
+/// at most the slab's size over the read's; see docs/limits.md).
 const ZERO_COPY_READ: usize = 4 * 1024;
 /// The longest partial packet that a read carries into the slab (copied in front of the
 /// bytes read, so that the read has the slab's room: reads into the partial packet's own
