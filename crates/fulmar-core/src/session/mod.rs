@@ -281,9 +281,9 @@ impl Session {
         &mut self.traffic_mut().transmit
     }
 
-    /// Copies the messages kept for re-sending out of the buffers they were decoded from (see
-    /// [`crate::Delivery::into_detached`]): the server calls it as the session is parked, where they
-    /// may wait for hours and would otherwise keep whole read slabs alive.
+    /// Copies the messages kept for re-sending out of the buffers they were decoded from
+    /// (see [`crate::Delivery::into_detached`]): the server calls it as the session is
+    /// parked, where they may wait for hours and would otherwise keep whole read slabs alive.
     pub fn detach_messages(&mut self) {
         if let Some(inflight) = self.inflight_mut() {
             inflight.detach_messages();
