@@ -107,6 +107,45 @@ def test_corrupt_store_stops_the_broker_with_a_clear_message(tmp_path):
     assert "corrupt" in r.stderr and str(data) in r.stderr, r.stderr
 
 
+def test_offline_memory_queue_keeps_no_read_slab_alive(start_fulmar, mqtt_client, raw_client):
+    """Without persistence an offline session's queue is in memory. A message decoded from a read of
+    4 KiB or more is a slice of the 256 KiB read slab that read landed in; queued for an offline session
+    it is copied out (docs/limits.md), so 200 such messages, each read after a burst of 280 KB from
+    another client (so each from a different slab), grow the broker's RSS by about their own 0.8 MB,
+    not by 200 slabs (50 MB: what the broker grew by when the queue kept them)."""
+    broker = start_fulmar(["--no-persistence"])
+    topic, cid = unique("sparse") + "/x", unique("sleeper")
+    sub = mqtt_client(broker, client_id=cid, clean_session=False).connect()
+    sub.subscribe(topic, qos=1)
+    sub.disconnect()
+    bulk = raw_client(broker)
+    bulk.send(mqtt_raw.connect(unique("bulk")))
+    bulk.expect(mqtt_raw.CONNACK)
+    burst = mqtt_raw.publish(unique("nobody") + "/b", b"b" * 4096) * 69
+    pub = mqtt_client(broker).connect()
+    payload = lambda i: i.to_bytes(4, "big") * 1024  # noqa: E731
+
+    def round_(i: int, to: str) -> None:
+        # The burst's last message is QoS 1: its PUBACK says the whole burst was read.
+        bulk.send(burst + mqtt_raw.publish(to + "/b", b"b" * 4096, qos=1, packet_id=i % 65535 + 1))
+        bulk.expect(mqtt_raw.PUBACK)
+        pub.publish(to, payload(i), qos=1)
+
+    for i in range(50):  # the same traffic to a topic nobody holds: the allocator's warm-up
+        round_(i, unique("warm"))
+    before = rss_kb(broker.proc.pid)
+    for i in range(200):
+        round_(i, topic)
+    grown_kb = rss_kb(broker.proc.pid) - before
+    assert grown_kb < 16 * 1024, f"RSS grew {grown_kb} KB for 800 KB queued offline"
+
+    sub = mqtt_client(broker, client_id=cid, clean_session=False).connect()
+    assert sub.session_present
+    got = [sub.expect_message().payload for _ in range(200)]
+    assert [int.from_bytes(p[:4], "big") for p in got] == list(range(200))
+    assert all(p == payload(i) for i, p in enumerate(got))
+
+
 def test_offline_queue_is_kept_on_disk_not_in_memory(tmp_path, restartable, mqtt_client):
     """An offline persistent session's queued messages live in the store, not in the broker's memory
     (docs/limits.md, offline queues): queueing 14 MB for it must not grow the broker's RSS by anything
