@@ -30,8 +30,8 @@ mod topic;
 mod types;
 
 pub use codec::{
-    decode, encode, encode_publish, encode_publish_header, encode_publish_view, encoded_len,
-    publish_encoded_len, MAX_REMAINING_LENGTH,
+    decode, encode, encode_publish, encode_publish_header, encode_publish_view,
+    encode_publish_view_header, encoded_len, publish_encoded_len, MAX_REMAINING_LENGTH,
 };
 pub use error::{DecodeError, EncodeError};
 pub use packet::{

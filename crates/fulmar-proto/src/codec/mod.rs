@@ -219,12 +219,20 @@ pub fn encode_publish_header(
     version: ProtocolVersion,
     out: &mut BytesMut,
 ) -> Result<usize, EncodeError> {
-    let view = publish.view();
-    let header = view.header_len(version)?;
+    encode_publish_view_header(publish.view(), version, out)
+}
+
+/// [`encode_publish_header`] from borrowed parts. On error nothing is appended.
+pub fn encode_publish_view_header(
+    publish: PublishView<'_>,
+    version: ProtocolVersion,
+    out: &mut BytesMut,
+) -> Result<usize, EncodeError> {
+    let header = publish.header_len(version)?;
     let total = frame_len(header + publish.payload.len())?;
     let header_total = total - publish.payload.len();
     out.reserve(header_total);
-    write_publish_header(view, version, header, out);
+    write_publish_header(publish, version, header, out);
     Ok(header_total)
 }
 

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use fulmar_proto::{
-    decode, encode, encode_publish_view, DecodeError, Packet, ProtocolVersion, PublishView,
+    decode, encode, encode_publish_view, encode_publish_view_header, DecodeError, Packet,
+    ProtocolVersion, PublishView,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -47,6 +48,12 @@ const ZERO_COPY_READ: usize = 4 * 1024;
 const MAX_CARRY: usize = 16 * 1024;
 /// Size hint for a packet other than PUBLISH (acks are 2-4 bytes, CONNACK and SUBACK small).
 const SMALL_PACKET: usize = 64;
+/// Payloads at least this large are written from where they are, not copied into the write
+/// buffer, when the writer takes vectored writes (plain TCP). Smaller ones cost less to copy
+/// than a slice of their own. A shared payload keeps the read slab it is a slice of alive
+/// until it is written, so this also bounds how many slabs a write buffer can hold:
+/// `max_write_buffer_bytes` / 2 KiB (docs/limits.md).
+pub(crate) const SHARED_PAYLOAD: usize = 2 * 1024;
 
 thread_local! {
     /// Spare capacity not yet handed out, shared by all connections a worker thread polls;
@@ -139,9 +146,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
     #[inline]
     pub fn queue_publish(&mut self, publish: PublishView<'_>, version: ProtocolVersion) {
         let hint = publish_size_hint(publish);
-        let encoded = self
-            .wbuf
-            .append(hint, |buf| encode_publish_view(publish, version, buf));
+        let encoded = if publish.payload.len() >= SHARED_PAYLOAD && self.writer.is_write_vectored()
+        {
+            let header =
+                |buf: &mut BytesMut| encode_publish_view_header(publish, version, buf).map(drop);
+            let header_hint = hint - publish.payload.len();
+            self.wbuf
+                .append_shared(header_hint, header, publish.payload)
+        } else {
+            self.wbuf
+                .append(hint, |buf| encode_publish_view(publish, version, buf))
+        };
         if let Err(e) = encoded {
             tracing::error!(error = %e, "cannot encode PUBLISH");
         }
@@ -330,6 +345,53 @@ mod tests {
             assert!(publish.payload.len() == 4097 && publish.payload.iter().all(|&b| b == 7));
         }
         assert!(io.rbuf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn over_tcp_a_large_payload_is_written_from_where_it_is_and_a_small_one_copied() {
+        use bytes::Bytes;
+        use fulmar_proto::{PacketId, Properties, Publish, QoS, TopicName};
+        use tokio::io::AsyncReadExt;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (reader, writer) = server.into_split();
+        let mut io = Io::new(reader, writer);
+        let publish = |len: usize, byte: u8| Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: TopicName::new("a/b").unwrap(),
+            packet_id: PacketId::new(u16::from(byte)),
+            properties: Properties::default(),
+            payload: Bytes::from(vec![byte; len]),
+        };
+        let (large, small) = (publish(SHARED_PAYLOAD, 1), publish(SHARED_PAYLOAD - 1, 2));
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            io.queue_publish(large.view(), version);
+            io.queue_publish(small.view(), version);
+            assert!(
+                !large.payload.is_unique(),
+                "the queue shares the large payload"
+            );
+            assert!(small.payload.is_unique(), "the small payload was copied");
+            let mut expected = BytesMut::new();
+            for p in [&large, &small] {
+                fulmar_proto::encode_publish(p, version, &mut expected).unwrap();
+            }
+            assert_eq!(io.wbuf.to_vec(), expected);
+            io.flush_within(Duration::from_secs(5)).await;
+            assert!(large.payload.is_unique(), "released once written");
+            let mut got = vec![0; expected.len()];
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, expected);
+        }
     }
 
     #[tokio::test]
