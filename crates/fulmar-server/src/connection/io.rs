@@ -49,11 +49,11 @@ const MAX_CARRY: usize = 16 * 1024;
 /// Size hint for a packet other than PUBLISH (acks are 2-4 bytes, CONNACK and SUBACK small).
 const SMALL_PACKET: usize = 64;
 /// Payloads at least this large are written from where they are, not copied into the write
-/// buffer, when the writer takes vectored writes (plain TCP and TLS, where rustls encrypts from
-/// the slices; not WebSocket). Smaller ones cost less to copy
-/// than a slice of their own. A shared payload keeps the read slab it is a slice of alive
-/// until it is written, so this also bounds how many slabs a write buffer can hold:
-/// `max_write_buffer_bytes` / 2 KiB (docs/limits.md).
+/// buffer, when the writer takes vectored writes (plain TCP, and TLS, where rustls encrypts
+/// from the slices; not WebSocket). Smaller ones cost less to copy than a slice of their own.
+/// A shared payload keeps the read slab it is a slice of alive until it is written, so this
+/// also bounds how many slabs a write buffer can hold: `max_write_buffer_bytes` / 2 KiB
+/// (docs/limits.md).
 pub(crate) const SHARED_PAYLOAD: usize = 2 * 1024;
 
 thread_local! {
