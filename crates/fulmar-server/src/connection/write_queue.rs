@@ -675,4 +675,63 @@ mod tests {
         queue.release_empty();
         assert!(!queue.is_allocated());
     }
+    /// Random appends (copied and shared, small and large) interleaved with writes of random
+    /// sizes, vectored or not, against the plain byte stream they must produce.
+    #[tokio::test]
+    async fn random_appends_and_partial_writes_keep_the_byte_stream() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % below as u64).unwrap()
+        };
+        for round in 0..200 {
+            let mut queue = WriteQueue::default();
+            let mut writer = Recording::limited(round % 2 == 0, 1 + next(3 * CHUNK));
+            let mut expected = Vec::new();
+            let mut payloads = Vec::new();
+            for op in 0..next(300) {
+                let byte = u8::try_from(op % 251).unwrap();
+                match next(4) {
+                    0 => {
+                        let header = packet(byte, 1 + next(20));
+                        let payload = Bytes::from(packet(!byte, next(3 * CHUNK)));
+                        queue.append_shared(next(40), |buf| buf.put_slice(&header), &payload);
+                        expected.extend_from_slice(&header);
+                        expected.extend_from_slice(&payload);
+                        payloads.push(payload);
+                    }
+                    1 => {
+                        let bytes = packet(byte, next(2 * CHUNK));
+                        queue.append(next(2 * CHUNK), |buf| buf.put_slice(&bytes));
+                        expected.extend_from_slice(&bytes);
+                    }
+                    2 => {
+                        let bytes = packet(byte, 1 + next(100));
+                        queue.append(bytes.len(), |buf| buf.put_slice(&bytes));
+                        expected.extend_from_slice(&bytes);
+                    }
+                    _ if !queue.is_empty() => {
+                        queue.write_some(&mut writer).await.unwrap();
+                    }
+                    _ => queue.release_empty(),
+                }
+                assert_eq!(queue.len(), expected.len() - writer.bytes.len());
+            }
+            assert_eq!(
+                queue.to_vec(),
+                expected[writer.bytes.len()..],
+                "round {round}"
+            );
+            while !queue.is_empty() {
+                queue.write_some(&mut writer).await.unwrap();
+            }
+            assert_eq!(writer.bytes, expected, "round {round}");
+            assert!(writer.writes.iter().all(|&n| n <= MAX_WRITE));
+            assert!(payloads.iter().all(Bytes::is_unique), "round {round}");
+            queue.release_empty();
+            assert!(!queue.is_allocated());
+        }
+    }
 }
