@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import MARKER, unique
+from helpers import MARKER, WAIT, unique
 
 
 @pytest.mark.parametrize("sub_qos", [0, 1, 2])
@@ -111,3 +111,62 @@ def test_publish_to_topic_without_subscribers_is_acknowledged(broker, mqtt_clien
     pub = mqtt_client(broker, proto=proto).connect()
     for qos in (1, 2):
         pub.publish(f"{unique('nobody')}/t", b"x", qos=qos)  # asserts PUBACK / PUBCOMP arrive
+
+
+def test_publishing_to_many_stored_sessions_while_others_subscribe_unsubscribe_and_leave(start_fulmar, mqtt_client):
+    """Routing holds the subscription tree's read lock until every delivery is pushed, and under it takes
+    store gates, the retained index and mailboxes, and submits to the store. Meanwhile SUBSCRIBE,
+    UNSUBSCRIBE and session ends take the tree for writing. With the store on, QoS 1 to 20 persistent
+    sessions, a retained message every tenth publish, and four threads churning subscriptions and clean
+    sessions, nothing may hang and the steady subscriber gets every message, in order."""
+    import threading
+
+    b = start_fulmar()
+    root = unique("churn")
+    stored = [mqtt_client(b, clean_session=False).connect() for _ in range(20)]
+    for s in stored:
+        assert s.subscribe(f"{root}/#", 1) == [1]
+    steady = mqtt_client(b).connect()
+    assert steady.subscribe(f"{root}/t", 1) == [1]
+    stop = threading.Event()
+    churned = [0] * 4
+    errors: list[BaseException] = []
+
+    def churn(n: int) -> None:
+        try:
+            while not stop.is_set():
+                c = mqtt_client(b).connect()
+                for f in (f"{root}/+", f"{root}/#", "#", f"{root}/t"):
+                    c.subscribe(f, n % 3)
+                c.unsubscribe(f"{root}/#")
+                c.disconnect()  # a clean session ends: its remaining subscriptions leave the tree
+                churned[n] += 1
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=churn, args=(n,), daemon=True) for n in range(4)]
+    for t in threads:
+        t.start()
+    pub = mqtt_client(b).connect()
+    count = 1500
+    window = []
+    for i in range(count):
+        window.append(pub.publish_async(f"{root}/t", i.to_bytes(4, "big"), qos=1, retain=i % 10 == 0))
+        if len(window) >= 50:
+            info = window.pop(0)
+            info.wait_for_publish(WAIT)
+            assert info.is_published(), f"publish {i - 50} not acknowledged within {WAIT}s"
+    for info in window:
+        info.wait_for_publish(WAIT)
+        assert info.is_published()
+    got = [int.from_bytes(steady.expect_message().payload, "big") for _ in range(count)]
+    stop.set()
+    for t in threads:
+        t.join(WAIT)
+        assert not t.is_alive(), "a churn thread hung"
+    assert not errors, errors
+    assert got == list(range(count))
+    assert all(n > 0 for n in churned), churned
+    for s in stored[:3]:
+        first = [int.from_bytes(s.expect_message().payload, "big") for _ in range(count)]
+        assert first == list(range(count))

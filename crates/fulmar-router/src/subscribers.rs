@@ -164,10 +164,10 @@ impl<K: Copy + Eq + Hash, V> Subscriptions<K, V> {
     ///
     /// An index from `choose` past the member list is ignored (the group gets nothing).
     #[inline]
-    pub(crate) fn visit<C, F>(&self, choose: &mut C, f: &mut F) -> usize
+    pub(crate) fn visit<'t, C, F>(&'t self, choose: &mut C, f: &mut F) -> usize
     where
         C: FnMut(&SharedGroup<K, V>) -> Option<usize>,
-        F: FnMut(K, &V),
+        F: FnMut(K, &'t V),
     {
         let plain = self.plain.as_slice();
         for (key, value) in plain {

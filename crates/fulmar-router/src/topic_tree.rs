@@ -133,8 +133,8 @@ impl<K: Copy + Eq + Hash, V> Node<K, V> {
     /// sources reported (see [`Subscriptions::visit`]).
     ///
     /// `wildcards` is false only at the root of a `$` topic ([MQTT-4.7.2-1]).
-    fn walk<C, F>(
-        &self,
+    fn walk<'t, C, F>(
+        &'t self,
         mut levels: Levels<'_>,
         wildcards: bool,
         choose: &mut C,
@@ -142,7 +142,7 @@ impl<K: Copy + Eq + Hash, V> Node<K, V> {
     ) -> usize
     where
         C: FnMut(&SharedGroup<K, V>) -> Option<usize>,
-        F: FnMut(K, &V),
+        F: FnMut(K, &'t V),
     {
         let mut sources = 0;
         if wildcards {
@@ -264,7 +264,7 @@ impl<K: Copy + Eq + Hash, V> TopicTree<K, V> {
     /// Returns how many sources reported anything: matching filters with plain subscribers,
     /// and shared groups. At most one means no key was reported twice, so the caller can skip
     /// deduplicating.
-    pub fn for_each_match(&self, topic: &str, mut f: impl FnMut(K, &V)) -> usize {
+    pub fn for_each_match<'t>(&'t self, topic: &str, mut f: impl FnMut(K, &'t V)) -> usize {
         self.walk(topic, &mut SharedGroup::next_index, &mut f)
     }
 
@@ -281,10 +281,10 @@ impl<K: Copy + Eq + Hash, V> TopicTree<K, V> {
         self.walk(topic, &mut choose, &mut f);
     }
 
-    fn walk<C, F>(&self, topic: &str, choose: &mut C, f: &mut F) -> usize
+    fn walk<'t, C, F>(&'t self, topic: &str, choose: &mut C, f: &mut F) -> usize
     where
         C: FnMut(&SharedGroup<K, V>) -> Option<usize>,
-        F: FnMut(K, &V),
+        F: FnMut(K, &'t V),
     {
         let wildcards = !is_dollar_topic(topic);
         self.root.walk(

@@ -33,10 +33,14 @@ pub struct Published {
 }
 
 /// One recipient of a message, before deduplication.
-struct Target {
+/// One recipient of a message. The mailbox is borrowed from the subscription tree, whose read
+/// lock `publish_with` holds until every delivery is pushed: cloning each recipient's
+/// `Arc<Mailbox>` (a locked increment, then a decrement) was a quarter of the fan-out loop's
+/// time, and 64 B fan-out cost 8 % more broker CPU per message with it.
+struct Target<'a> {
     key: SessionKey,
     delivery: Delivery,
-    mailbox: Arc<Mailbox>,
+    mailbox: &'a Arc<Mailbox>,
 }
 
 impl Broker {
@@ -50,11 +54,15 @@ impl Broker {
     /// id) in the same batch as the message's own (see `persist`).
     pub fn publish_with(&self, message: Message, extra: Vec<Mutation>) -> Published {
         let message = Arc::new(message);
-        let mut targets: SmallVec<[Target; 8]> = SmallVec::new();
+        // Held to the end (see `Target`). Lock order: the subscription tree, then store gates,
+        // the retained index, mailboxes and the dormant set; none of those is held by anything
+        // that then takes the tree. With the store's queue full, `submit` blocks under it, so
+        // SUBSCRIBE and UNSUBSCRIBE wait for the store then, as stored publishers already do.
+        let tree = self.subscriptions.read();
+        let mut targets: SmallVec<[Target<'_>; 8]> = SmallVec::new();
         let acl = self.security().acl();
         let mut denied = 0u64;
         let sources = {
-            let tree = self.subscriptions.read();
             let topic = message.topic.as_str();
             tree.for_each_match(topic, |key, subscriber| {
                 // A wildcard subscription never delivers what the ACL does not let its
@@ -116,8 +124,10 @@ impl Broker {
         };
         // Drained in place: moving the inline array into an iterator copies all eight slots.
         for target in targets.drain(..) {
-            if self.push_delivery(&target.mailbox, target.delivery) {
-                published.congested.push((target.key, target.mailbox));
+            if self.push_delivery(target.mailbox, target.delivery) {
+                published
+                    .congested
+                    .push((target.key, Arc::clone(target.mailbox)));
             }
         }
         published
@@ -379,11 +389,11 @@ impl Broker {
 
 /// The mailboxes of the QoS 1/2 recipients that have a stored session, in address order,
 /// once each. Only with persistence on: without it no mailbox has a store slot.
-fn stored_recipients(targets: &[Target]) -> SmallVec<[Arc<Mailbox>; 4]> {
+fn stored_recipients(targets: &[Target<'_>]) -> SmallVec<[Arc<Mailbox>; 4]> {
     let mut stored: SmallVec<[Arc<Mailbox>; 4]> = targets
         .iter()
         .filter(|t| t.mailbox.store().is_some() && t.delivery.qos > QoS::AtMostOnce)
-        .map(|t| Arc::clone(&t.mailbox))
+        .map(|t| Arc::clone(t.mailbox))
         .collect();
     stored.sort_unstable_by_key(|m| Arc::as_ptr(m) as usize);
     stored.dedup_by(|a, b| Arc::ptr_eq(a, b));
@@ -396,7 +406,7 @@ fn stored_recipients(targets: &[Target]) -> SmallVec<[Arc<Mailbox>; 4]> {
 fn stage(
     persistence: &Persistence,
     message: &Arc<Message>,
-    targets: &mut [Target],
+    targets: &mut [Target<'_>],
     batch: &mut Vec<Mutation>,
     body: &mut Option<Arc<MessageBody>>,
 ) -> Result<(), fulmar_store::LimitExceeded> {
@@ -443,7 +453,11 @@ fn stored_body(
     }))
 }
 
-fn target_for(message: &Arc<Message>, key: SessionKey, subscriber: &Subscriber) -> Option<Target> {
+fn target_for<'a>(
+    message: &Arc<Message>,
+    key: SessionKey,
+    subscriber: &'a Subscriber,
+) -> Option<Target<'a>> {
     let options = &subscriber.options;
     // MQTT 5 No Local [MQTT-3.8.3-3]: not back to the publishing session.
     if options.no_local && message.origin == Some(key) {
@@ -459,14 +473,14 @@ fn target_for(message: &Arc<Message>, key: SessionKey, subscriber: &Subscriber) 
     Some(Target {
         key,
         delivery,
-        mailbox: Arc::clone(&subscriber.mailbox),
+        mailbox: &subscriber.mailbox,
     })
 }
 
 /// [MQTT-3.3.5-1] a client with several matching non-shared subscriptions gets the message
 /// once, at the highest QoS among them, carrying every subscription identifier (MQTT 5
 /// §3.3.4). Shared subscriptions are separate deliveries (MQTT 5 §4.8.2).
-fn merge_overlapping(targets: &mut SmallVec<[Target; 8]>) {
+fn merge_overlapping(targets: &mut SmallVec<[Target<'_>; 8]>) {
     if targets.len() < 2 {
         return;
     }
