@@ -32,11 +32,10 @@ pub struct Published {
     pub refused: Option<ReasonCode>,
 }
 
-/// One recipient of a message, before deduplication.
-/// One recipient of a message. The mailbox is borrowed from the subscription tree, whose read
-/// lock `publish_with` holds until every delivery is pushed: cloning each recipient's
-/// `Arc<Mailbox>` (a locked increment, then a decrement) was a quarter of the fan-out loop's
-/// time, and 64 B fan-out cost 8 % more broker CPU per message with it.
+/// One recipient of a message, before deduplication. The mailbox is borrowed from the
+/// subscription tree, whose read lock `publish_with` holds until every delivery is pushed:
+/// cloning each recipient's `Arc<Mailbox>` (a locked increment, then a decrement) was a quarter
+/// of the fan-out loop's time, and 64 B fan-out cost 8 % more broker CPU per message with it.
 struct Target<'a> {
     key: SessionKey,
     delivery: Delivery,
