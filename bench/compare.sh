@@ -169,6 +169,11 @@ broker_cmd() { # $1 broker $2 dir
     flashmq) echo "$FLASHMQ --config-file $2/flashmq.conf" ;;
   esac
 }
+start_pinned() { # $1 broker $2 dir: the broker alone on core 0, one worker thread; its pid in BROKER_PID
+  # shellcheck disable=SC2046
+  env FULMAR_WORKER_THREADS=1 GOMAXPROCS=1 FULMAR_LOG=warn taskset -c 0 $(broker_cmd "$1" "$2") >"$2/broker.log" 2>&1 &
+  BROKER_PID=$!
+}
 wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 run_one() { # $1 placement $2 scenario $3 broker $4 round

@@ -23,9 +23,7 @@ echo "| broker | delivered msgs/s | pacing timer expiries/s on core 0 | per 1,00
 echo "|---|---|---|---|---|---|"
 for b in $BROKERS; do
   PORT=$((PORT + 2)); dir=$(mktemp -d); broker_config "$b" pinned "$dir"
-  # shellcheck disable=SC2046
-  env FULMAR_WORKER_THREADS=1 FULMAR_LOG=warn taskset -c 0 $(broker_cmd "$b" "$dir") >"$dir/broker.log" 2>&1 &
-  pid=$!
+  start_pinned "$b" "$dir"; pid=$BROKER_PID
   wait_port "$PORT" || { echo "| $b | did not start | | | | |"; kill "$pid" 2>/dev/null; continue; }
   window=$((DURATION - 1))
   (sleep 1; perf record -q -e timer:hrtimer_expire_entry -C 0 -o "$dir/timers.data" -- sleep "$window" >/dev/null 2>&1) &

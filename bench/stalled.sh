@@ -17,9 +17,7 @@ echo "| broker | peak RSS (VmHWM) | RSS at end | delivered msgs/s to the live su
 echo "|---|---|---|---|---|"
 for b in $BROKERS; do
   PORT=$((PORT + 2)); dir=$(mktemp -d); broker_config "$b" pinned "$dir"
-  # shellcheck disable=SC2046
-  env FULMAR_WORKER_THREADS=1 GOMAXPROCS=1 FULMAR_LOG=warn taskset -c 0 $(broker_cmd "$b" "$dir") >"$dir/broker.log" 2>&1 &
-  pid=$!
+  start_pinned "$b" "$dir"; pid=$BROKER_PID
   wait_port "$PORT" || { echo "| $b | did not start | | | |"; kill "$pid" 2>/dev/null; continue; }
   # The stalled subscriber: CONNECT, SUBSCRIBE bench/# at QoS 1, a 4 KiB receive buffer, never read.
   python3 - "$PORT" >"$dir/stalled.log" 2>&1 <<'PY' &

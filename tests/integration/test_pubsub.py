@@ -1,5 +1,7 @@
 """Publish/subscribe: QoS in both directions, topic wildcards, the `$`-topic rule, unsubscribe, ordering."""
 
+import threading
+
 import pytest
 
 from helpers import MARKER, WAIT, unique
@@ -119,8 +121,6 @@ def test_publishing_to_many_stored_sessions_while_others_subscribe_unsubscribe_a
     UNSUBSCRIBE and session ends take the tree for writing. With the store on, QoS 1 to 20 persistent
     sessions, a retained message every tenth publish, and four threads churning subscriptions and clean
     sessions, nothing may hang and the steady subscriber gets every message, in order."""
-    import threading
-
     b = start_fulmar()
     root = unique("churn")
     stored = [mqtt_client(b, clean_session=False).connect() for _ in range(20)]

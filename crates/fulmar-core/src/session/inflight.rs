@@ -214,9 +214,7 @@ impl Inflight {
     /// [`Delivery::into_detached`]).
     pub fn detach_messages(&mut self) {
         for entry in &mut self.entries {
-            if let Some(delivery) = entry.delivery.take() {
-                entry.delivery = Some(delivery.into_detached());
-            }
+            entry.delivery = entry.delivery.take().map(Delivery::into_detached);
         }
     }
 

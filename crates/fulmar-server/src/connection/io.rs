@@ -54,7 +54,7 @@ const SMALL_PACKET: usize = 64;
 /// A shared payload keeps the read slab it is a slice of alive until it is written, so this
 /// also bounds how many slabs a write buffer can hold: `max_write_buffer_bytes` / 2 KiB
 /// (docs/limits.md).
-pub(crate) const SHARED_PAYLOAD: usize = 2 * 1024;
+const SHARED_PAYLOAD: usize = 2 * 1024;
 
 thread_local! {
     /// Spare capacity not yet handed out, shared by all connections a worker thread polls;

@@ -222,6 +222,19 @@ impl WriteQueue {
             .unwrap_or_default()
     }
 
+    /// Everything queued as the slices it lies in, in order, from the start of `front`
+    /// (`written` included); an absent payload is an empty slice.
+    fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        [&self.front[..], self.front_payload()]
+            .into_iter()
+            .chain(self.more().iter().flat_map(|chunk| {
+                [
+                    &chunk.encoded[..],
+                    chunk.payload.as_deref().unwrap_or_default(),
+                ]
+            }))
+    }
+
     fn busy_mut(&mut self) -> &mut Busy {
         self.busy.get_or_insert_with(Box::default)
     }
@@ -250,16 +263,7 @@ impl WriteQueue {
         let mut count = 0;
         let mut room = MAX_WRITE;
         let mut skip = self.written;
-        let parts =
-            [&self.front[..], self.front_payload()]
-                .into_iter()
-                .chain(self.more().iter().flat_map(|chunk| {
-                    [
-                        &chunk.encoded[..],
-                        chunk.payload.as_deref().unwrap_or_default(),
-                    ]
-                }));
-        for part in parts {
+        for part in self.parts() {
             if skip >= part.len() {
                 skip -= part.len();
                 continue;
@@ -364,12 +368,7 @@ impl WriteQueue {
     /// The bytes waiting, concatenated (for tests).
     #[cfg(test)]
     pub fn to_vec(&self) -> Vec<u8> {
-        let mut bytes = [&self.front[..], self.front_payload()].concat();
-        for chunk in self.more() {
-            bytes.extend_from_slice(&chunk.encoded);
-            bytes.extend_from_slice(chunk.payload.as_deref().unwrap_or_default());
-        }
-        bytes.split_off(self.written)
+        self.parts().flatten().copied().skip(self.written).collect()
     }
 }
 
