@@ -5,6 +5,7 @@
 //! Module map:
 //! - [`message`]: the routed application message ([`Message`]) and one recipient's copy of it
 //!   ([`Delivery`]); payloads are shared `Bytes`, never copied per subscriber.
+//! - [`spare_messages`]: finished messages' allocations, kept per thread for the next ones.
 //! - [`outbox`]: the bounded per-session queue that fan-out pushes into ([`Outbox`]).
 //! - [`connect`]: the CONNECT handshake rules that need no shared state (client id, versions).
 //! - [`session`]: one client's protocol state machine ([`Session`]): keep-alive, packet ids,
@@ -17,6 +18,7 @@ pub mod error;
 pub mod message;
 pub mod outbox;
 pub mod session;
+pub mod spare_messages;
 
 pub use connect::{assign_client_id, validate_connect, ConnectDecision};
 pub use error::ProtocolError;

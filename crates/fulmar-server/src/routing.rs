@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use fulmar_core::{Delivery, Message, ProtocolError, PushOutcome, Session, SessionKey};
+use fulmar_core::{
+    spare_messages, Delivery, Message, ProtocolError, PushOutcome, Session, SessionKey,
+};
 use fulmar_proto::{QoS, ReasonCode, RetainHandling, Subscribe, SubscriptionOptions, TopicFilter};
 use smallvec::SmallVec;
 
@@ -52,7 +54,7 @@ impl Broker {
     /// [`Broker::publish`], committing `extra` mutations (e.g. the publisher's inbound QoS 2
     /// id) in the same batch as the message's own (see `persist`).
     pub fn publish_with(&self, message: Message, extra: Vec<Mutation>) -> Published {
-        let message = Arc::new(message);
+        let message = spare_messages::share(message);
         // Held to the end (see `Target`). Lock order: the subscription tree, then store gates,
         // the retained index, mailboxes and the dormant set; none of those is held by anything
         // that then takes the tree. With the store's queue full, `submit` blocks under it, so
@@ -129,6 +131,7 @@ impl Broker {
                     .push((target.key, Arc::clone(target.mailbox)));
             }
         }
+        spare_messages::release(message);
         published
     }
 

@@ -167,7 +167,9 @@ impl Inflight {
             Some(index) => {
                 let entry = &mut self.entries[index];
                 entry.state = OutboundState::AwaitingPubComp;
-                entry.delivery = None;
+                if let Some(delivery) = entry.delivery.take() {
+                    crate::spare_messages::release(delivery.message);
+                }
                 (true, Some(entry.stored_seq))
             }
             None => (

@@ -11,6 +11,7 @@ use fulmar_proto::{
 use super::inflight::{Inflight, OutboundState};
 use super::{ack, Session};
 use crate::message::Delivery;
+use crate::spare_messages;
 
 /// What became of a delivery handed to [`Session::deliver`] (`P` is the PUBLISH built) or
 /// [`Session::deliver_with`] (`P` is what its `emit` returned).
@@ -155,6 +156,9 @@ impl Session {
                     delivery,
                 });
             }
+        } else {
+            // QoS 0: this recipient is done with the message.
+            spare_messages::release(delivery.message);
         }
         Outbound::Send(sent)
     }

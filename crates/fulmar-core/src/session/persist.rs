@@ -13,6 +13,7 @@ use fulmar_proto::{PacketId, ProtocolVersion, SubscriptionOptions, TopicFilter};
 use super::inflight::{Inflight, InflightEntry, OutboundState};
 use super::{Session, SessionLimits};
 use crate::message::Delivery;
+use crate::spare_messages;
 
 /// One change to a session's durable state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,11 +119,17 @@ impl Session {
         // `fulmar bench fanin -q 1`).
         if let Some(InflightEntry {
             packet_id,
-            stored_seq: Some(_),
+            stored_seq,
+            delivery,
             ..
         }) = entry
         {
-            self.record(Persist::Completed { packet_id });
+            if stored_seq.is_some() {
+                self.record(Persist::Completed { packet_id });
+            }
+            if let Some(delivery) = delivery {
+                spare_messages::release(delivery.message);
+            }
         }
     }
 }
