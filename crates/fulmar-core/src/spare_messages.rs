@@ -49,7 +49,9 @@ fn vacant() -> Message {
 
 /// `Arc::new(message)`, in a spare allocation of this thread when it has one.
 pub fn share(message: Message) -> Arc<Message> {
-    match SPARES.with_borrow_mut(Vec::pop) {
+    // `try_with`: a thread being torn down has no spares any more.
+    let spare = SPARES.try_with(|spares| spares.borrow_mut().pop());
+    match spare.ok().flatten() {
         Some(mut spare) => match Arc::get_mut(&mut spare) {
             Some(slot) => {
                 *slot = message;
@@ -74,7 +76,8 @@ pub fn release(mut message: Arc<Message>) {
         return;
     };
     drop(std::mem::replace(slot, vacant()));
-    SPARES.with_borrow_mut(|spares| {
+    let _ = SPARES.try_with(|spares| {
+        let mut spares = spares.borrow_mut();
         if spares.len() < SPARE_MESSAGES {
             spares.push(message);
         }
