@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use fulmar_proto::PacketId;
 
 use crate::message::Delivery;
+use crate::spare_messages;
 
 /// Where an outbound QoS 1/2 exchange stands.
 ///
@@ -168,7 +169,7 @@ impl Inflight {
                 let entry = &mut self.entries[index];
                 entry.state = OutboundState::AwaitingPubComp;
                 if let Some(delivery) = entry.delivery.take() {
-                    crate::spare_messages::release(delivery.message);
+                    spare_messages::release(delivery.message);
                 }
                 (true, Some(entry.stored_seq))
             }
