@@ -267,6 +267,7 @@ fn assemble(args: &BenchArgs, plan: &Plan, stats: &GroupStats, t: Timeline) -> R
         connections: total,
         threads: args.threads,
         rate_per_publisher: args.rate,
+        tcp_notsent_lowat: args.tcp_notsent_lowat,
         warmup_s: if args.scenario == Scenario::Conn {
             0.0
         } else {
@@ -329,6 +330,7 @@ fn engine_config(args: &BenchArgs, addr: SocketAddr, plan: &Plan) -> anyhow::Res
         connect_rate: args.connect_rate,
         persistent_subscribers: args.persistent,
         transport,
+        notsent_lowat: args.tcp_notsent_lowat,
     })
 }
 

@@ -277,6 +277,8 @@ pub struct EngineConfig {
     pub persistent_subscribers: bool,
     /// TCP, TLS, WebSocket or WSS.
     pub transport: Transport,
+    /// `TCP_NOTSENT_LOWAT` of every connection (0 = the kernel's default).
+    pub notsent_lowat: u32,
 }
 
 /// Starts `threads` worker threads over `clients` (global index, spec) in groups of
@@ -356,6 +358,20 @@ async fn run_group(
     drive(conns, &shared, config.keepalive).await
 }
 
+/// Caps the bytes a connection may leave unsent in its kernel send buffer: `write` then waits
+/// once `lowat` bytes are queued unsent, and the socket turns writable again below half of it.
+#[cfg(target_os = "linux")]
+fn limit_unsent(tcp: &tokio::net::TcpStream, lowat: u32) -> anyhow::Result<()> {
+    socket2::SockRef::from(tcp)
+        .set_tcp_notsent_lowat(lowat)
+        .context("TCP_NOTSENT_LOWAT")
+}
+
+#[cfg(not(target_os = "linux"))]
+fn limit_unsent(_tcp: &tokio::net::TcpStream, _lowat: u32) -> anyhow::Result<()> {
+    Ok(())
+}
+
 /// Connects one client, subscribes it, and wraps it for the hot loop.
 async fn setup(k: usize, spec: &ClientSpec, config: &EngineConfig) -> anyhow::Result<Conn> {
     let socket = if config.addr.is_ipv4() {
@@ -371,6 +387,9 @@ async fn setup(k: usize, spec: &ClientSpec, config: &EngineConfig) -> anyhow::Re
     }
     let tcp = socket.connect(config.addr).await.context("connect")?;
     tcp.set_nodelay(true)?;
+    if config.notsent_lowat > 0 {
+        limit_unsent(&tcp, config.notsent_lowat)?;
+    }
     let mut stream = config.transport.open(tcp).await?;
     let io = stream.io();
     let version = config.version;
@@ -530,4 +549,22 @@ async fn drive(mut conns: Vec<Conn>, shared: &Shared, keepalive: u16) -> GroupSt
         }
     }
     stats
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_unsent_limit_is_set_on_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let before = socket2::SockRef::from(&tcp).tcp_notsent_lowat().unwrap();
+        limit_unsent(&tcp, 96 * 1024).unwrap();
+        let after = socket2::SockRef::from(&tcp).tcp_notsent_lowat().unwrap();
+        assert_ne!(before, 96 * 1024, "the kernel's default is no limit");
+        assert_eq!(after, 96 * 1024);
+    }
 }

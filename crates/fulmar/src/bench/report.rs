@@ -4,7 +4,7 @@
 //! - `scenario`, `broker` (`host:port`), `transport` (`"tcp"`, `"tls"`, `"ws"`, `"wss"`),
 //!   `protocol` (`"3.1.1"`/`"5.0"`), `qos`, `payload_bytes`, `publishers`, `subscribers`,
 //!   `subscriptions` (filters held), `connections`, `threads`, `rate_per_publisher`
-//!   (0 = unlimited), `warmup_s`;
+//!   (0 = unlimited), `tcp_notsent_lowat` (bytes, 0 = the kernel's default), `warmup_s`;
 //! - `window_s`: length of the measured window (duration mode: `--duration`; count mode: from
 //!   the window start to the last delivery);
 //! - `connect`: `{clients, seconds, per_sec}` — the setup phase (CONNECT+CONNACK, SUBSCRIBE);
@@ -119,6 +119,8 @@ pub struct Report {
     pub connections: usize,
     pub threads: u16,
     pub rate_per_publisher: u64,
+    /// `TCP_NOTSENT_LOWAT` of the generator's connections (0 = the kernel's default).
+    pub tcp_notsent_lowat: u32,
     pub warmup_s: f64,
     pub window_s: f64,
     pub connect: Connect,
