@@ -17,6 +17,7 @@
 #   BENCH=./target-bench/release/fulmar   the generator (`fulmar bench`); defaults to $FULMAR
 #   RUMQTTD=path FLASHMQ=path NATS=path   peer binaries (else found or installed, see below)
 #   FULMAR_LIMITS='max_write_buffer_bytes = 524288\n'   extra `[limits]` lines for Fulmar (tuning runs)
+#   BENCH_ARGS='--tcp-notsent-lowat 131072'   extra `fulmar bench` arguments for every run
 #   OUT=bench/results/<timestamp>
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -201,7 +202,7 @@ run_one() { # $1 placement $2 scenario $3 broker $4 round
   [[ $scen == conn-* ]] && extra="--duration 2"
   # shellcheck disable=SC2046
   $gpin "$BENCH" bench $(scenario_args "$scen") -s "$SIZE" -V "$PROTO" --port "$PORT" \
-    --broker-pid "$pid" --json --quiet $extra >"$json" 2>"$json.err" || true
+    --broker-pid "$pid" --json --quiet $extra ${BENCH_ARGS:-} >"$json" 2>"$json.err" || true
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
   python3 - "$json" <<'PY'

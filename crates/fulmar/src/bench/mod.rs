@@ -129,12 +129,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20_000)]
     pub max_outstanding: u64,
     /// Unsent bytes each connection may leave in its kernel send buffer (`TCP_NOTSENT_LOWAT`,
-    /// Linux); 0 = the kernel's default, no limit. With a limit, a publisher that the broker
-    /// slows down sends from its own writes, as a device on another machine would. Without
-    /// one, megabytes wait in the generator's socket, and on loopback the kernel sends them
-    /// from whichever core reopens the window: the broker's, when it is the one pacing its
-    /// publishers (BENCHMARKS.md, "The generator's unsent bytes").
-    #[arg(long, default_value_t = 128 * 1024)]
+    /// Linux); 0 (the default) leaves the kernel's, no limit. With a limit, a publisher that
+    /// the broker slows down sends from its own writes, as a device on another machine would.
+    /// Without one, megabytes wait in the generator's sockets, and on loopback the kernel
+    /// sends them from whichever core reopens the window: the broker's, when it slows its
+    /// publishers down (BENCHMARKS.md, session 9).
+    #[arg(long, default_value_t = 0)]
     pub tcp_notsent_lowat: u32,
     /// Unacknowledged QoS 1/2 publishes per publisher.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
