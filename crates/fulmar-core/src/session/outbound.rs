@@ -237,11 +237,18 @@ pub fn build_publish(
 /// The properties a recipient's PUBLISH carries (before any topic alias): MQTT 5 gets the
 /// message's with this recipient's subscription identifiers [MQTT-3.3.4-3] and the remaining
 /// expiry [MQTT-3.3.2-6]; 3.1.1 none.
+#[inline]
 fn outgoing_properties(delivery: &Delivery, version: ProtocolVersion, now: Instant) -> Properties {
     if !version.is_v5() {
         return Properties::default();
     }
     let message = &delivery.message;
+    if message.properties.is_empty()
+        && delivery.subscription_ids.is_empty()
+        && message.expires_at.is_none()
+    {
+        return Properties::default();
+    }
     let mut properties = message.properties.clone();
     // Written only when they differ: a write allocates the values of an empty block. The
     // common case (no identifiers on either side) is tested first: comparing even two empty

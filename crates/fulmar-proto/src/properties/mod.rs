@@ -64,6 +64,7 @@ static NO_VALUES: PropertyValues = PropertyValues::EMPTY;
 
 impl Properties {
     /// True if no property is set.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.0.as_deref().is_none_or(|values| *values == NO_VALUES)
     }

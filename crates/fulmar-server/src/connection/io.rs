@@ -186,6 +186,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Io<R, W> {
 
 /// About the encoded size of a PUBLISH, without measuring its properties: fixed header,
 /// topic, packet id and payload, plus room for small properties.
+#[inline]
 fn publish_size_hint(publish: PublishView<'_>) -> usize {
     let properties = if publish.properties.is_empty() { 0 } else { 64 };
     8 + publish.topic.as_str().len() + publish.payload.len() + properties
