@@ -22,47 +22,58 @@ pub enum Refusal {
     RateExceeded,
 }
 
-/// Per-address bookkeeping.
+/// Per-address bookkeeping, under the map's lock.
 #[derive(Debug)]
 struct AddressState {
-    open: usize,
+    /// Shared with the address's guards, which give their place back without the lock.
+    open: Arc<OpenCount>,
     window_start: Instant,
     window_count: u32,
+}
+
+/// The connections open from one address, and the broker's total: what a guard gives back
+/// when it drops.
+#[derive(Debug)]
+struct OpenCount {
+    from_address: AtomicUsize,
+    total: Arc<AtomicUsize>,
 }
 
 /// Counts open connections and recent connection attempts.
 ///
 /// # Invariants
-/// `total` equals the number of live [`Admitted`] guards; an address entry exists only while
-/// it has open connections or a rate window that is still current, so the map is bounded by
-/// the number of open connections plus the addresses seen in the last second.
+/// - `total` equals the number of live [`Admitted`] guards, and an address's
+///   `open.from_address` the number of them admitted from it.
+/// - Counts only rise under the map's lock (a guard's drop lowers them without it), so no
+///   admission comes between a cap's check and the increment after it.
+/// - An address entry with nothing open outlives its rate window until the map holds more
+///   than [`FORGET_ABOVE`] addresses, when every such entry is forgotten: the map is bounded
+///   by the open connections' addresses plus those seen in the last second, or
+///   [`FORGET_ABOVE`], whichever is more.
 #[derive(Debug, Default)]
 pub struct Admission {
-    total: AtomicUsize,
-    /// Keyed by the address in its IPv6 form (IPv4 mapped, `::ffff:a.b.c.d`): 16 bytes
-    /// aligned to 1, where an `IpAddr` is 17 aligned to 4, so that the guard every open
-    /// connection holds is 24 bytes rather than 32. An IPv4 client and one that reaches the
-    /// broker through the mapped form are the same host, and share their limits.
+    total: Arc<AtomicUsize>,
+    /// Keyed by the address in its IPv6 form (IPv4 mapped, `::ffff:a.b.c.d`): an IPv4 client
+    /// and one that reaches the broker through the mapped form are the same host, and share
+    /// their limits.
     addresses: Mutex<HashMap<Ipv6Addr, AddressState>>,
 }
 
-/// Proof of admission; releases its slot when dropped.
+/// Addresses the map may hold before it forgets those with nothing open and no current
+/// rate window.
+const FORGET_ABOVE: usize = 4096;
+
+/// Proof of admission; gives its place back when dropped. One pointer, as every open
+/// connection holds one (an `Arc<Admission>` and the address were 24 bytes).
 #[derive(Debug)]
 pub struct Admitted {
-    admission: Arc<Admission>,
-    ip: Ipv6Addr,
+    open: Arc<OpenCount>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.admission.total.fetch_sub(1, Ordering::Relaxed);
-        let mut addresses = self.admission.addresses.lock();
-        if let Some(state) = addresses.get_mut(&self.ip) {
-            state.open -= 1;
-            if state.open == 0 && state.window_start.elapsed() >= Duration::from_secs(1) {
-                addresses.remove(&self.ip);
-            }
-        }
+        self.open.from_address.fetch_sub(1, Ordering::Relaxed);
+        self.open.total.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -73,30 +84,28 @@ impl Admission {
     }
 
     /// Admits a connection from `ip` at `now`, or says why not.
-    pub fn admit(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        limits: &Limits,
-        now: Instant,
-    ) -> Result<Admitted, Refusal> {
-        if limits.max_connections > 0
-            && self.total.load(Ordering::Relaxed) >= limits.max_connections
-        {
-            return Err(Refusal::TooManyConnections);
-        }
+    pub fn admit(&self, ip: IpAddr, limits: &Limits, now: Instant) -> Result<Admitted, Refusal> {
         let ip = match ip {
             IpAddr::V4(v4) => v4.to_ipv6_mapped(),
             IpAddr::V6(v6) => v6,
         };
         let mut addresses = self.addresses.lock();
-        if addresses.len() > 4096 {
-            // Forget finished rate windows of addresses with nothing open.
+        if limits.max_connections > 0
+            && self.total.load(Ordering::Relaxed) >= limits.max_connections
+        {
+            return Err(Refusal::TooManyConnections);
+        }
+        if addresses.len() > FORGET_ABOVE {
             addresses.retain(|_, s| {
-                s.open > 0 || now.duration_since(s.window_start) < Duration::from_secs(1)
+                s.open.from_address.load(Ordering::Relaxed) > 0
+                    || now.duration_since(s.window_start) < Duration::from_secs(1)
             });
         }
-        let state = addresses.entry(ip).or_insert(AddressState {
-            open: 0,
+        let state = addresses.entry(ip).or_insert_with(|| AddressState {
+            open: Arc::new(OpenCount {
+                from_address: AtomicUsize::new(0),
+                total: Arc::clone(&self.total),
+            }),
             window_start: now,
             window_count: 0,
         });
@@ -109,15 +118,16 @@ impl Admission {
             return Err(Refusal::RateExceeded);
         }
         state.window_count += 1;
-        if limits.max_connections_per_ip > 0 && state.open >= limits.max_connections_per_ip {
+        let open = &state.open.from_address;
+        if limits.max_connections_per_ip > 0
+            && open.load(Ordering::Relaxed) >= limits.max_connections_per_ip
+        {
             return Err(Refusal::TooManyFromAddress);
         }
-        state.open += 1;
-        drop(addresses);
+        open.fetch_add(1, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
         Ok(Admitted {
-            admission: Arc::clone(self),
-            ip,
+            open: Arc::clone(&state.open),
         })
     }
 }
@@ -183,6 +193,26 @@ mod tests {
     }
 
     #[test]
+    fn addresses_with_nothing_open_are_forgotten_past_the_bound() {
+        let admission = Admission::default();
+        let l = limits(0, 0, 0);
+        let t0 = Instant::now();
+        let held = admission.admit("10.0.0.1".parse().unwrap(), &l, t0);
+        for i in 0..=FORGET_ABOVE as u128 {
+            let ip = IpAddr::V6(Ipv6Addr::from((1 << 64) + i));
+            drop(admission.admit(ip, &l, t0).unwrap());
+        }
+        // Their rate windows are current: nothing is forgotten yet.
+        assert_eq!(admission.addresses.lock().len(), FORGET_ABOVE + 2);
+        let later = t0 + Duration::from_secs(1);
+        let _new = admission.admit("10.0.0.2".parse().unwrap(), &l, later);
+        assert_eq!(admission.addresses.lock().len(), 2);
+        assert_eq!(admission.open(), 2);
+        drop(held);
+        assert_eq!(admission.open(), 1);
+    }
+
+    #[test]
     fn an_ipv4_client_and_its_mapped_form_share_a_cap() {
         let admission = Arc::new(Admission::default());
         let l = limits(0, 1, 0);
@@ -196,6 +226,6 @@ mod tests {
             Refusal::TooManyFromAddress
         );
         assert!(admission.admit(other, &l, now).is_ok());
-        assert!(std::mem::size_of::<Option<Admitted>>() <= 24);
+        assert_eq!(std::mem::size_of::<Option<Admitted>>(), 8);
     }
 }

@@ -149,7 +149,7 @@ pub(crate) fn park_for(
             tracing::debug!(client_id, "session expired");
             broker.end_session(expired.session);
             if state.owner.is_none() {
-                broker.registry.remove(&client_id, &slot, &mut state);
+                broker.registry.remove(&client_id, &slot, &state);
             }
         });
         timers.push(timer.abort_handle());

@@ -86,7 +86,7 @@ impl Connection {
                 let mine = state
                     .owner
                     .as_ref()
-                    .is_some_and(|owner| owner.connection_id == self.mailbox.connection_id);
+                    .is_some_and(|owner| Arc::ptr_eq(owner, &*self.mailbox));
                 if mine {
                     state.owner = None;
                 }
@@ -95,8 +95,8 @@ impl Connection {
                     lifecycle::park(&self.broker, self.mailbox.client_id(), &self.slot, &mut state, detached);
                 } else {
                     self.broker.end_session(detached);
-                    if state.owner.is_none() && state.detached.is_none() && !state.removed {
-                        self.broker.registry.remove(self.mailbox.client_id(), &self.slot, &mut state);
+                    if state.owner.is_none() && state.detached.is_none() {
+                        self.broker.registry.remove(self.mailbox.client_id(), &self.slot, &state);
                     }
                 }
             }

@@ -18,7 +18,7 @@ use crate::broker::{Broker, Username};
 use crate::mailbox::Mailbox;
 use crate::mailbox::Signal;
 use crate::persist::StoreSlot;
-use crate::registry::{DetachedSession, Kick, Owner, SlotState};
+use crate::registry::{DetachedSession, Kick, SlotState};
 use crate::security::Origin;
 use fulmar_store::{Mutation, SessionRecord};
 
@@ -84,10 +84,7 @@ where
     }
     mailbox.with(|outbox| outbox.set_online(true));
     mailbox.listen(connection_id);
-    state.owner = Some(Owner {
-        connection_id,
-        mailbox: Arc::clone(&mailbox),
-    });
+    state.owner = Some(Arc::clone(&mailbox));
     drop(state);
     let mailbox = super::Listening {
         mailbox,
@@ -337,7 +334,7 @@ fn session_expiry_requested(connect: &Connect) -> u32 {
 async fn take_previous(state: &mut SlotState) -> Option<DetachedSession> {
     if let Some(owner) = state.owner.take() {
         let (reply, handed_over) = oneshot::channel();
-        if owner.mailbox.signal(Signal::Kick(Kick { reply })).is_ok() {
+        if owner.signal(Signal::Kick(Kick { reply })).is_ok() {
             match tokio::time::timeout(TAKEOVER_TIMEOUT, handed_over).await {
                 Ok(Ok(session)) => return Some(session),
                 _ => tracing::warn!("previous connection did not hand its session over in time"),
