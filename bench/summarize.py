@@ -31,11 +31,17 @@ def med(values):
 
 def figures(rs):
     b = [r.get("broker_stats") or {} for r in rs]
+    # CPU per delivered message where the broker delivered anything; a run that delivered
+    # nothing reports CPU per published message, which is not comparable with it.
+    delivered = [x.get("cpu_us_per_msg") for x in b if x.get("per", "delivered") == "delivered"]
+    cpu_per = "delivered" if any(v is not None for v in delivered) else "published"
+    cpu = med(delivered) if cpu_per == "delivered" else med([x.get("cpu_us_per_msg") for x in b])
     return {
         "msgs": med([r["msgs_per_sec"] for r in rs]),
         "p50": med([r["latency_us"]["p50"] for r in rs]),
         "p99": med([r["latency_us"]["p99"] for r in rs]),
-        "cpu": med([x.get("cpu_us_per_msg") for x in b]),
+        "cpu": cpu,
+        "cpu_per": cpu_per,
         "lost": max(r["lost"] for r in rs),
         "dup": max(r["duplicated"] for r in rs),
         "conn_s": med([r["connect"]["per_sec"] for r in rs]),
@@ -86,12 +92,14 @@ def main(out):
                         continue
                     f[b] = x = figures(rs)
                     star = "*" if x["sat"] else ""
+                    per = " per published" if x["cpu_per"] == "published" else ""
                     cells.append(f"{fmt(x['msgs'])}{star}; {fmt(x['p50'])} / {fmt(x['p99'])}; "
-                                 f"{fmt(x['cpu'])}; {x['lost']}/{x['dup']}")
+                                 f"{fmt(x['cpu'])}{per}; {x['lost']}/{x['dup']}")
                 peers = [v for b, v in f.items() if not b.startswith("fulmar")]
                 fu = f.get("fulmar", {})
+                like = [p["cpu"] for p in peers if p["cpu_per"] == fu.get("cpu_per")]
                 r = (ratio(fu.get("msgs"), [p["msgs"] for p in peers], True) + "; "
-                     + ratio(fu.get("cpu"), [p["cpu"] for p in peers], False))
+                     + ratio(fu.get("cpu"), like, False))
                 print(f"| {s} | " + " | ".join(cells) + f" | {r} |")
         conn_scens = [s for s in scens if s.startswith("conn")]
         if conn_scens:
