@@ -197,7 +197,9 @@ mod tests {
         let admission = Admission::default();
         let l = limits(0, 0, 0);
         let t0 = Instant::now();
-        let held = admission.admit("10.0.0.1".parse().unwrap(), &l, t0).unwrap();
+        let held = admission
+            .admit("10.0.0.1".parse().unwrap(), &l, t0)
+            .unwrap();
         for i in 0..=FORGET_ABOVE as u128 {
             let ip = IpAddr::V6(Ipv6Addr::from((1 << 64) + i));
             drop(admission.admit(ip, &l, t0).unwrap());
@@ -205,7 +207,9 @@ mod tests {
         // Their rate windows are current: nothing is forgotten yet.
         assert_eq!(admission.addresses.lock().len(), FORGET_ABOVE + 2);
         let later = t0 + Duration::from_secs(1);
-        let _new = admission.admit("10.0.0.2".parse().unwrap(), &l, later).unwrap();
+        let _new = admission
+            .admit("10.0.0.2".parse().unwrap(), &l, later)
+            .unwrap();
         assert_eq!(admission.addresses.lock().len(), 2);
         assert_eq!(admission.open(), 2);
         drop(held);
