@@ -157,6 +157,32 @@ def raw_connected_expect_session(broker, client_id: str) -> mqtt_raw.RawClient:
     return raw
 
 
+def test_a_dormant_persistent_session_whose_socket_closes_is_kept(sleepy):
+    """A dormant connection whose peer closes its socket ends without a task of its own (the dormant
+    set closes it where it sees the end): its persistent session must be parked all the same, with its
+    subscription and what was queued for it meanwhile."""
+    broker = sleepy()
+    client_id = unique("dorm-gone")
+    topic = unique("dorm/gone")
+    first = raw_connected(broker, client_id, clean_session=False)
+    slept = wait_dormant(broker, client_id)
+    first.send(mqtt_raw.subscribe(1, [(topic, 1)]))
+    first.expect(mqtt_raw.SUBACK)
+    slept = wait_dormant(broker, client_id, after=slept)
+    first.sock.close()
+    broker.wait_log(rf'connection woke client_id="?{client_id}"? cause="?socket', after=slept, timeout=WAIT)
+    # Whether or not the session is parked yet, the message is queued for it and the next
+    # connection gets the session (from where it was parked, or handed over).
+    pub = MqttClient(broker.host, broker.port).connect()
+    pub.publish(topic, b"while-away", qos=1)
+    pub.disconnect()
+    second = raw_connected_expect_session(broker, client_id)
+    got = second.expect(mqtt_raw.PUBLISH, timeout=WAIT)
+    assert (got.topic, got.payload, got.qos) == (topic, b"while-away", 1)
+    second.send(mqtt_raw.puback(got.packet_id))
+    second.send(mqtt_raw.disconnect())
+
+
 def test_dormant_connections_count_against_max_connections(sleepy):
     broker = sleepy(max_connections=2)
     ids = [unique("dorm-cap") for _ in range(2)]

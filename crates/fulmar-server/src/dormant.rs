@@ -23,10 +23,12 @@
 //! - A slot's `generation` changes whenever it is reused, so a late ticket for a connection
 //!   that already woke never wakes another.
 
+use std::future::Future;
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use parking_lot::Mutex;
@@ -43,6 +45,9 @@ pub const SWEEP: Duration = Duration::from_millis(250);
 
 /// Readiness events taken from the epoll set per call.
 const EVENTS: usize = 256;
+
+/// What woke a connection whose socket became readable (a packet, its end, or an error).
+const SOCKET_READY: &str = "socket";
 
 /// The dormant connections of one broker.
 #[derive(Default)]
@@ -124,6 +129,17 @@ impl WakeTicket {
             key,
             generation,
         }
+    }
+}
+
+impl Runtime {
+    /// Spawns a woken connection's task into the broker's connection tasks.
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock();
+        // Reaped first, as the listener does on accept: a finished task's memory stays in
+        // the set until it is joined, and waking needs no accept to happen.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn_on(task, &self.handle);
     }
 }
 
@@ -272,7 +288,7 @@ impl DormantSet {
             }
         };
         if let Some(dormant) = woken {
-            self.spawn(dormant, "socket");
+            self.spawn(dormant, SOCKET_READY);
         }
     }
 
@@ -319,8 +335,18 @@ impl DormantSet {
         let fd = dormant.socket.as_raw_fd();
         // Failing only for a socket that was never registered; it is watched by its task now.
         let _ = runtime.registry.deregister(&mut SourceFd(&fd));
-        let task = connection::wake(dormant);
-        runtime.tasks.lock().spawn_on(task, &runtime.handle);
+        // A socket that woke readable with nothing to read was closed by its peer. Its
+        // connection ends without a task of its own, usually within the one poll made here:
+        // a task holds about 1 KB, and a mass disconnect would make one for every dormant
+        // connection at once, faster than they run.
+        if cause == SOCKET_READY && matches!(dormant.socket.peek(&mut [0; 1]), Ok(0)) {
+            let mut closing = Box::pin(connection::close_closed(dormant));
+            if closing.as_mut().now_or_never().is_none() {
+                runtime.spawn(closing);
+            }
+            return;
+        }
+        runtime.spawn(connection::wake(dormant));
     }
 
     /// The set's own task: wakes connections whose sockets became readable, and checks
@@ -330,6 +356,7 @@ impl DormantSet {
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let mut full_batch = false;
             tokio::select! {
                 guard = ready.readable_mut() => {
                     let Ok(mut guard) = guard else {
@@ -342,7 +369,8 @@ impl DormantSet {
                         }
                     }
                     // A full batch may have left events behind: poll again before waiting.
-                    if events.iter().count() < EVENTS {
+                    full_batch = events.iter().count() == EVENTS;
+                    if !full_batch {
                         guard.clear_ready();
                     }
                     for event in events.iter() {
@@ -350,6 +378,11 @@ impl DormantSet {
                     }
                 }
                 _ = sweep.tick() => self.sweep(Instant::now()),
+            }
+            // Let the connections just woken run before waking more (a mass disconnect or a
+            // broadcast to idle subscribers wakes thousands at once).
+            if full_batch {
+                tokio::task::yield_now().await;
             }
         }
     }

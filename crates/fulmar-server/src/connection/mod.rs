@@ -216,15 +216,32 @@ pub(crate) async fn wake(dormant: Dormant) {
     let Dormant {
         connection, socket, ..
     } = dormant;
-    // Not kept while dormant (see `Dormant`). A socket reset before it woke has no peer
-    // any more; its close is then logged with the unspecified address.
-    let peer = socket
-        .peer_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let peer = peer_of(&socket);
     match detach::attach(socket) {
         Ok(io) => drive(connection, io, peer, Waking::Again).await,
         Err(error) => Box::pin(connection.close_lost(error, peer)).await,
     }
+}
+
+/// Ends a dormant connection whose peer closed its socket (it woke readable with nothing to
+/// read), as the run loop ends one whose read finds the end of the stream, but without
+/// going back to the runtime's epoll first and waiting a turn of it to read that end.
+pub(crate) async fn close_closed(dormant: Dormant) {
+    let Dormant {
+        connection, socket, ..
+    } = dormant;
+    let peer = peer_of(&socket);
+    drop(socket);
+    connection.close_without_socket(peer).await;
+}
+
+/// The peer's address, asked of the socket: not kept while dormant (see `Dormant`). A socket
+/// reset before it woke has no peer any more; its close is then logged with the unspecified
+/// address.
+fn peer_of(socket: &std::net::TcpStream) -> SocketAddr {
+    socket
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Reads CONNECT and carries out the handshake: the connection, or `None` when it is to
@@ -317,6 +334,12 @@ impl Connection {
     /// refused an epoll registration): closed, as if the peer had gone.
     async fn close_lost(self: Box<Self>, error: std::io::Error, peer: SocketAddr) {
         tracing::warn!(client_id = %self.client_id(), %peer, %error, "socket lost between tokio and the dormant set; closing");
+        self.close_without_socket(peer).await;
+    }
+
+    /// Ends a connection whose peer is gone, as the run loop does when a read finds the
+    /// end of the stream (the socket, if any, is closed by its owner).
+    async fn close_without_socket(self: Box<Self>, peer: SocketAddr) {
         let mut closed = Io::new(tokio::io::empty(), tokio::io::sink());
         Box::pin((*self).finish(Exit::Closed, &mut closed, peer)).await;
     }
