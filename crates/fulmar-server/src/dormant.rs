@@ -14,6 +14,9 @@
 //!   [`Mailbox::try_go_dormant`];
 //! - its keep-alive deadline passes (checked every [`SWEEP`]).
 //!
+//! A socket that is readable with nothing to read was closed by its client: that connection
+//! is ended by the set itself rather than woken (see `DormantSet::spawn`).
+//!
 //! # Invariants
 //! - Exactly one party wakes a dormant connection: the one that takes its [`WakeTicket`]
 //!   back from the mailbox. A pusher or signaller then calls [`DormantSet::wake`]; this set,
@@ -322,7 +325,8 @@ impl DormantSet {
         }
     }
 
-    /// Gives a woken connection a task again; `cause` is what woke it (for the log).
+    /// Gives a woken connection a task again, or ends it if its client closed the socket;
+    /// `cause` is what woke it.
     fn spawn(&self, dormant: Dormant, cause: &'static str) {
         let Some(runtime) = self.runtime.get() else {
             return;
