@@ -128,15 +128,21 @@ def test_keep_alive_expires_while_dormant(sleepy):
     watcher.disconnect()
 
 
+def dormant_persistent_subscriber(broker, name: str):
+    """A raw client with a persistent session subscribed at QoS 1, dormant again after its SUBSCRIBE.
+    Returns the client, its id, its topic and the log offset after it went dormant."""
+    client_id = unique(f"dorm-{name}")
+    topic = unique(f"dorm/{name}")
+    raw = raw_connected(broker, client_id, clean_session=False)
+    slept = wait_dormant(broker, client_id)
+    raw.send(mqtt_raw.subscribe(1, [(topic, 1)]))
+    raw.expect(mqtt_raw.SUBACK)
+    return raw, client_id, topic, wait_dormant(broker, client_id, after=slept)
+
+
 def test_a_dormant_session_is_taken_over(sleepy):
     broker = sleepy()
-    client_id = unique("dorm-take")
-    topic = unique("dorm/take")
-    first = raw_connected(broker, client_id, clean_session=False)
-    slept = wait_dormant(broker, client_id)
-    first.send(mqtt_raw.subscribe(1, [(topic, 1)]))
-    first.expect(mqtt_raw.SUBACK)
-    wait_dormant(broker, client_id, after=slept)
+    first, client_id, topic, _ = dormant_persistent_subscriber(broker, "take")
     second = raw_connected_expect_session(broker, client_id)
     assert first.wait_closed(WAIT), "the dormant connection was not closed by the takeover [MQTT-3.1.4-2]"
     # The session (and its subscription) moved to the new connection.
@@ -162,13 +168,7 @@ def test_a_dormant_persistent_session_whose_socket_closes_is_kept(sleepy):
     set closes it where it sees the end): its persistent session must be parked all the same, with its
     subscription and what was queued for it meanwhile."""
     broker = sleepy()
-    client_id = unique("dorm-gone")
-    topic = unique("dorm/gone")
-    first = raw_connected(broker, client_id, clean_session=False)
-    slept = wait_dormant(broker, client_id)
-    first.send(mqtt_raw.subscribe(1, [(topic, 1)]))
-    first.expect(mqtt_raw.SUBACK)
-    slept = wait_dormant(broker, client_id, after=slept)
+    first, client_id, topic, slept = dormant_persistent_subscriber(broker, "gone")
     first.sock.close()
     broker.wait_log(rf'connection woke client_id="?{client_id}"? cause="?socket', after=slept, timeout=WAIT)
     # Whether or not the session is parked yet, the message is queued for it and the next
