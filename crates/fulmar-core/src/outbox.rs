@@ -135,7 +135,9 @@ impl Outbox {
                     spilled => spilled,
                 })
                 .collect();
-            let spilled = (self.queue.iter())
+            let spilled = self
+                .queue
+                .iter()
                 .filter(|e| matches!(e, Entry::Spilled(_)))
                 .count();
             self.spilled = u32::try_from(spilled).unwrap_or(u32::MAX);
