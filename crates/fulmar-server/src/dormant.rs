@@ -40,6 +40,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::task::JoinSet;
 
 use crate::connection::{self, Connection};
+use crate::listener::reap_finished;
 use crate::mailbox::Mailbox;
 
 /// How often keep-alive deadlines of dormant connections are checked: a dormant
@@ -139,9 +140,8 @@ impl Runtime {
     /// Spawns a woken connection's task into the broker's connection tasks.
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         let mut tasks = self.tasks.lock();
-        // Reaped first, as the listener does on accept: a finished task's memory stays in
-        // the set until it is joined, and waking needs no accept to happen.
-        while tasks.try_join_next().is_some() {}
+        // Reaped here too, not only on accept: waking needs no accept to happen.
+        reap_finished(&mut tasks);
         tasks.spawn_on(task, &self.handle);
     }
 }
@@ -300,10 +300,7 @@ impl DormantSet {
         let Some(runtime) = self.runtime.get() else {
             return;
         };
-        {
-            let mut tasks = runtime.tasks.lock();
-            while tasks.try_join_next().is_some() {}
-        }
+        reap_finished(&mut runtime.tasks.lock());
         let now = SweepTick::at_or_before(runtime.started, now);
         let woken: Vec<Dormant> = {
             let mut table = self.table.lock();
@@ -360,7 +357,6 @@ impl DormantSet {
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let mut full_batch = false;
             tokio::select! {
                 guard = ready.readable_mut() => {
                     let Ok(mut guard) = guard else {
@@ -373,8 +369,7 @@ impl DormantSet {
                         }
                     }
                     // A full batch may have left events behind: poll again before waiting.
-                    full_batch = events.iter().count() == EVENTS;
-                    if !full_batch {
+                    if events.iter().count() < EVENTS {
                         guard.clear_ready();
                     }
                     for event in events.iter() {
@@ -382,11 +377,6 @@ impl DormantSet {
                     }
                 }
                 _ = sweep.tick() => self.sweep(Instant::now()),
-            }
-            // Let the connections just woken run before waking more (a mass disconnect or a
-            // broadcast to idle subscribers wakes thousands at once).
-            if full_batch {
-                tokio::task::yield_now().await;
             }
         }
     }

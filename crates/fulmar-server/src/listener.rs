@@ -70,8 +70,7 @@ pub(crate) async fn accept_with<F, Fut>(
                 let task = serve(Arc::clone(&broker), stream, peer, id, shutdown.clone());
                 {
                     let mut tasks = tasks.lock();
-                    // Reap finished tasks so the set stays as large as the live connections.
-                    while tasks.try_join_next().is_some() {}
+                    reap_finished(&mut tasks);
                     tasks.spawn(task);
                 }
                 // Let the new connection run (its CONNECT has usually arrived with it) before
@@ -87,4 +86,10 @@ pub(crate) async fn accept_with<F, Fut>(
             }
         }
     }
+}
+
+/// Joins the finished tasks in a broker's set of connection tasks, so that the set stays as
+/// large as the live connections: a finished task's memory stays in it until it is joined.
+pub(crate) fn reap_finished(tasks: &mut JoinSet<()>) {
+    while tasks.try_join_next().is_some() {}
 }
