@@ -4,12 +4,14 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod bench_child;
+mod serve_child;
 use bench_child::wait_with_limit;
+use serve_child::ServeChild;
 
 use bytes::BytesMut;
 use fulmar_proto::{
@@ -165,45 +167,17 @@ fn bench_fails_on_qos1_loss() {
         .any(|e| e.as_str().is_some_and(|e| e.contains("lost"))));
 }
 
-/// The real broker on a free port, killed on drop.
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn real_broker() -> (Broker, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_fulmar"))
-        .args([
-            "serve",
-            "--no-persistence",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn fulmar serve");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Broker(child), port)
+/// The real broker on a port it chose, killed on drop.
+fn real_broker() -> (ServeChild, u16) {
+    let serve = ServeChild::start(&["--no-persistence", "--listen", "127.0.0.1:0"], 1);
+    let port = serve.addr("mqtt over tcp").port();
+    (serve, port)
 }
 
 #[test]
 fn bench_json_report_has_its_documented_shape() {
     let (broker, port) = real_broker();
-    let pid = broker.0.id().to_string();
+    let pid = broker.pid().to_string();
     let args = [
         "pairs",
         "-N",
@@ -277,7 +251,7 @@ fn bench_json_report_has_its_documented_shape() {
     assert!(json["generator"]["cpu_pct"].is_number());
     assert_eq!(
         json["broker_stats"]["pid"].as_u64(),
-        Some(u64::from(broker.0.id()))
+        Some(u64::from(broker.pid()))
     );
     assert!(json["broker_stats"]["rss_end_bytes"]
         .as_u64()

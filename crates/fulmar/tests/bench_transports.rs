@@ -2,13 +2,14 @@
 //! exact accounting as over TCP, and a certificate it cannot trust stops the run before any load
 //! with a message that says why (exit code 1).
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 mod bench_child;
+mod serve_child;
 use bench_child::wait_with_limit;
+use serve_child::ServeChild;
 
 /// A test certificate or key (see `testdata/README.md`).
 fn testdata(name: &str) -> String {
@@ -19,16 +20,9 @@ fn testdata(name: &str) -> String {
         .to_string()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("no free loopback port")
-        .port()
-}
-
 /// `fulmar serve` with a TLS, a WebSocket and a WSS listener; killed on drop.
 struct Broker {
-    child: Child,
+    _serve: ServeChild,
     tls: u16,
     ws: u16,
     wss: u16,
@@ -36,40 +30,29 @@ struct Broker {
 
 impl Broker {
     fn start() -> Self {
-        let (tls, ws, wss) = (free_port(), free_port(), free_port());
-        let addr = |port: u16| format!("127.0.0.1:{port}");
-        let child = Command::new(env!("CARGO_BIN_EXE_fulmar"))
-            .args(["serve", "--no-persistence"])
-            .args(["--listen-tls", &addr(tls)])
-            .args(["--listen-ws", &addr(ws)])
-            .args(["--listen-wss", &addr(wss)])
-            .args(["--tls-cert", &testdata("server.pem")])
-            .args(["--tls-key", &testdata("server.key")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn fulmar serve");
-        let broker = Self {
-            child,
-            tls,
-            ws,
-            wss,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for port in [tls, ws, wss] {
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "broker did not listen on {port}");
-                std::thread::sleep(Duration::from_millis(20)); // readiness poll interval
-            }
+        let (cert, key) = (testdata("server.pem"), testdata("server.key"));
+        let serve = ServeChild::start(
+            &[
+                "--no-persistence",
+                "--listen-tls",
+                "127.0.0.1:0",
+                "--listen-ws",
+                "127.0.0.1:0",
+                "--listen-wss",
+                "127.0.0.1:0",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+            ],
+            3,
+        );
+        Self {
+            tls: serve.addr("mqtt over tls").port(),
+            ws: serve.addr("mqtt over websocket").port(),
+            wss: serve.addr("mqtt over secure websocket").port(),
+            _serve: serve,
         }
-        broker
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

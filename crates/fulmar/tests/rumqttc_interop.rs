@@ -1,8 +1,9 @@
 //! Interop with a real third-party Rust client: rumqttc (MQTT 3.1.1) against the `fulmar` binary.
 //!
-//! Each test starts its own broker (`fulmar serve --listen 127.0.0.1:<free port>`), waits until it accepts
-//! TCP connections, and kills it on drop. Every wait is bounded by `tokio::time::timeout`.
+//! Each test starts its own broker (`fulmar serve --listen 127.0.0.1:0`), waits until it reports the port it
+//! chose, and kills it on drop. Every wait is bounded by `tokio::time::timeout`.
 
+mod serve_child;
 mod support;
 
 use std::time::Duration;

@@ -1,11 +1,12 @@
 //! Interop with a real third-party Rust client speaking MQTT 5.0: rumqttc's `v5` module against the `fulmar`
 //! binary (issue 3, "## Tests": independent 5.0 clients).
 //!
-//! Each test starts its own broker (`fulmar serve --listen 127.0.0.1:<free port>`), waits until it accepts
-//! TCP connections, and kills it on drop. Every wait is bounded by `tokio::time::timeout`. Proving that a
+//! Each test starts its own broker (`fulmar serve --listen 127.0.0.1:0`), waits until it reports the
+//! port it chose, and kills it on drop. Every wait is bounded by `tokio::time::timeout`. Proving that a
 //! message did NOT arrive uses the marker technique (see tests/integration/helpers.py): a later message on
 //! the same outbound path arrives first, so anything not seen before it was not delivered.
 
+mod serve_child;
 mod support;
 
 use std::time::Duration;
