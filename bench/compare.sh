@@ -211,6 +211,8 @@ try: r=json.load(open(sys.argv[1]))
 except Exception: print("   (no result)"); sys.exit()
 b=r.get("broker_stats") or {}
 print(f"   {r['msgs_per_sec']:>12,.0f} msg/s  p50 {r['latency_us']['p50']:>9,.0f} p99 {r['latency_us']['p99']:>9,.0f} us  cpu/msg {b.get('cpu_us_per_msg') or 0:.3f} us  lost {r['lost']} dup {r['duplicated']}  conn/s {r['connect']['per_sec']:,.0f}  gen {r['generator']['cpu_pct']:.0f}%")
+c=r['connect']
+if r['scenario']=='conn': print(f"   connecting: broker {c.get('broker_cpu_us_per_client') or 0:.1f} us CPU per client, gen {c.get('generator_cpu_pct',0):.0f}%")
 PY
 }
 

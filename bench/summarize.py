@@ -46,6 +46,9 @@ def figures(rs):
         "dup": max(r["duplicated"] for r in rs),
         "conn_s": med([r["connect"]["per_sec"] for r in rs]),
         "rss": med([x.get("rss_per_connection_bytes") for x in b]),
+        # The broker's CPU while the clients connected, per client (older reports lack it).
+        "cpu_conn": med([r["connect"].get("broker_cpu_us_per_client") for r in rs]),
+        "sat_conn": any(r["connect"].get("generator_saturated", False) for r in rs),
         "sat": any(r["generator"]["saturated"] for r in rs),
         "n": len(rs),
     }
@@ -103,7 +106,10 @@ def main(out):
                 print(f"| {s} | " + " | ".join(cells) + f" | {r} |")
         conn_scens = [s for s in scens if s.startswith("conn")]
         if conn_scens:
-            print("\n| scenario | " + " | ".join(brokers) + " | Fulmar ÷ best peer (conn/s; B/conn) |")
+            print("\nCells: connects/s; broker CPU-µs per connect; RSS per idle connection. "
+                  "`*` = generator saturated while connecting: the rate is the generator's.\n")
+            print("| scenario | " + " | ".join(brokers)
+                  + " | Fulmar ÷ best peer (conn/s; CPU/connect; B/conn) |")
             print("|---" * (len(brokers) + 2) + "|")
             for s in conn_scens:
                 cells, f = [], {}
@@ -113,10 +119,13 @@ def main(out):
                         cells.append("–")
                         continue
                     f[b] = x = figures(rs)
-                    cells.append(f"{fmt(x['conn_s'])} conn/s; {fmt(x['rss'])} B/conn")
+                    star = "*" if x["sat_conn"] else ""
+                    cells.append(f"{fmt(x['conn_s'])}{star} conn/s; {fmt(x['cpu_conn'])} µs; "
+                                 f"{fmt(x['rss'])} B/conn")
                 peers = [v for b, v in f.items() if not b.startswith("fulmar")]
                 fu = f.get("fulmar", {})
                 r = (ratio(fu.get("conn_s"), [p["conn_s"] for p in peers], True) + "; "
+                     + ratio(fu.get("cpu_conn"), [p["cpu_conn"] for p in peers], False) + "; "
                      + ratio(fu.get("rss"), [p["rss"] for p in peers], False))
                 print(f"| {s} | " + " | ".join(cells) + f" | {r} |")
 

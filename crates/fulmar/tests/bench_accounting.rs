@@ -249,6 +249,14 @@ fn bench_json_report_has_its_documented_shape() {
     }
     assert_eq!(latency["samples"], 8000);
     assert!(json["generator"]["cpu_pct"].is_number());
+    let connect = &json["connect"];
+    assert_eq!(connect["clients"], 8, "{json}");
+    assert!(connect["generator_cpu_pct"].is_number(), "{json}");
+    assert!(connect["generator_saturated"].is_boolean(), "{json}");
+    assert!(
+        connect["broker_cpu_us_per_client"].is_number(),
+        "given --broker-pid: {json}"
+    );
     assert_eq!(
         json["broker_stats"]["pid"].as_u64(),
         Some(u64::from(broker.pid()))

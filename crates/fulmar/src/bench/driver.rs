@@ -105,6 +105,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let transport = config.transport.name();
     let mut progress = Progress::new(args.quiet);
     let broker_before_connect = broker_sample();
+    let self_before_connect = sample("self");
     shared.setup_start.store(now_ns(), Relaxed);
     let connect_started = Instant::now();
     let clients = plan.clients.iter().cloned().enumerate().collect();
@@ -120,6 +121,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         progress.step(&shared, "connect", Duration::from_millis(5));
     }
     let connect_secs = connect_started.elapsed().as_secs_f64();
+    let (self_connected, broker_connected) = (sample("self"), broker_sample());
     let finish = |shared: &Shared| -> GroupStats {
         shared.set_phase(Phase::Done);
         let mut stats = handles_join(handles);
@@ -137,10 +139,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         finish(&shared);
         bail!("{failed} of {total} clients failed to set up; first: {first}");
     }
+    let generator_cpu_pct = 100.0 * cpu_seconds(self_before_connect, self_connected)
+        / connect_secs.max(1e-9)
+        / threads as f64;
     let connect = Connect {
         clients: total,
         seconds: connect_secs,
         per_sec: total as f64 / connect_secs.max(1e-9),
+        generator_cpu_pct,
+        generator_saturated: generator_cpu_pct >= SATURATED_PCT,
+        broker_cpu_us_per_client: broker_before_connect
+            .zip(broker_connected)
+            .filter(|_| total > 0)
+            .map(|(a, b)| cpu_seconds(Some(a), Some(b)) * 1e6 / total as f64),
     };
 
     let warmup = args
@@ -238,13 +249,8 @@ fn assemble(args: &BenchArgs, plan: &Plan, stats: &GroupStats, t: Timeline) -> R
     };
     let lost = expected.map_or(stats.gap_lost, |e| e.saturating_sub(stats.distinct));
 
-    let cpu_s = |a: Option<ProcSample>, b: Option<ProcSample>| {
-        a.zip(b)
-            .map(|(a, b)| b.cpu.saturating_sub(a.cpu).as_secs_f64())
-            .unwrap_or(0.0)
-    };
     let wall = (window_end_now.saturating_sub(window_start)) as f64 / 1e9;
-    let cpu_pct = 100.0 * cpu_s(self_start, self_end) / wall.max(1e-9) / threads as f64;
+    let cpu_pct = 100.0 * cpu_seconds(self_start, self_end) / wall.max(1e-9) / threads as f64;
     let broker_stats = broker_stats(args, stats, total, broker_start.zip(broker_end));
 
     let mut errors = stats.errors.clone();
@@ -332,6 +338,13 @@ fn engine_config(args: &BenchArgs, addr: SocketAddr, plan: &Plan) -> anyhow::Res
         transport,
         notsent_lowat: args.tcp_notsent_lowat,
     })
+}
+
+/// CPU seconds between two samples of one process (0 without both).
+fn cpu_seconds(a: Option<ProcSample>, b: Option<ProcSample>) -> f64 {
+    a.zip(b)
+        .map(|(a, b)| b.cpu.saturating_sub(a.cpu).as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// Broker CPU per message and RSS, from the two `/proc` samples.

@@ -4,7 +4,10 @@
 //! groups of `--conns-per-task`; one task per group connects its clients one after the other,
 //! then drives them all from a single `poll_fn`: a wake-up of any socket polls the group once,
 //! and each connection does whatever its readiness allows. The driver (another thread) moves
-//! the [`Phase`] forward; groups see it on their next poll, at the latest after [`TICK`].
+//! the [`Phase`] forward and wakes every group. Groups with a publisher also poll every
+//! [`TICK`] (rate schedules, the flow limit); groups of receivers or idle clients sleep until a
+//! socket, the phase or their next PINGREQ wakes them, so thousands of idle connections cost the
+//! generator nothing between events.
 
 use std::future::{poll_fn, Future as _};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,6 +22,7 @@ use fulmar_proto::{Packet, ProtocolVersion};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
+use tokio::sync::Notify;
 
 use super::conn::{Conn, Publisher};
 use super::payload::{instant_at, now_ns};
@@ -26,7 +30,7 @@ use super::plan::ClientSpec;
 use super::transport::Transport;
 use super::wire;
 
-/// Longest a group sleeps without looking at the phase.
+/// Longest a group with a publisher sleeps without looking at the phase and the flow limit.
 const TICK: Duration = Duration::from_millis(20);
 /// Time allowed for one client's CONNECT and SUBSCRIBE round trips.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -153,6 +157,8 @@ impl GroupStats {
 #[derive(Debug)]
 pub struct Shared {
     phase: AtomicU8,
+    /// Notified (all waiters) after every phase change.
+    phase_changed: Notify,
     run_start: AtomicU64,
     window_start: AtomicU64,
     window_end: AtomicU64,
@@ -187,6 +193,7 @@ impl Shared {
     pub fn new(publishers: usize, max_outstanding: u64) -> Self {
         Self {
             phase: AtomicU8::new(Phase::Setup as u8),
+            phase_changed: Notify::new(),
             run_start: AtomicU64::new(0),
             window_start: AtomicU64::new(u64::MAX),
             window_end: AtomicU64::new(u64::MAX),
@@ -211,6 +218,7 @@ impl Shared {
             self.run_start.store(now_ns(), Relaxed);
         }
         self.phase.store(phase as u8, Relaxed);
+        self.phase_changed.notify_waiters();
     }
 
     /// When publishing started (0 before [`Phase::Run`]).
@@ -372,6 +380,35 @@ fn limit_unsent(_tcp: &tokio::net::TcpStream, _lowat: u32) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Binds that follow take only the address: the kernel picks the port at `connect`, needing
+/// only the 4-tuple to be unique, rather than reserving a port no other socket on the address may
+/// use. With thousands of connections per source address, a reserving `bind` searches ever
+/// longer for a free port, and the generator spent more time there than the broker accepting.
+#[cfg(target_os = "linux")]
+fn defer_port_choice(socket: &TcpSocket) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    let enable: libc::c_int = 1;
+    // SAFETY: a plain integer option on a socket this function borrows, with its exact size.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::addr_of!(enable).cast(),
+            std::mem::size_of_val(&enable) as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        return Err(std::io::Error::last_os_error()).context("IP_BIND_ADDRESS_NO_PORT");
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn defer_port_choice(_socket: &TcpSocket) -> anyhow::Result<()> {
+    Ok(())
+}
+
 /// Connects one client, subscribes it, and wraps it for the hot loop.
 async fn setup(k: usize, spec: &ClientSpec, config: &EngineConfig) -> anyhow::Result<Conn> {
     let socket = if config.addr.is_ipv4() {
@@ -381,6 +418,7 @@ async fn setup(k: usize, spec: &ClientSpec, config: &EngineConfig) -> anyhow::Re
     };
     if !config.bind.is_empty() {
         let source = config.bind[k % config.bind.len()];
+        defer_port_choice(&socket)?;
         socket
             .bind(SocketAddr::new(source.into(), 0))
             .with_context(|| format!("bind {source}"))?;
@@ -475,8 +513,14 @@ async fn drive(mut conns: Vec<Conn>, shared: &Shared, keepalive: u16) -> GroupSt
     let mut last_ping = tokio::time::Instant::now();
     let mut reported = (0u64, 0u64, 0u64, 0u64);
     let mut reported_settled = 0u64;
+    let has_publisher = conns.iter().any(|c| c.publisher.is_some());
     let mut sleep = Box::pin(tokio::time::sleep(TICK));
+    let mut phase_changed = Box::pin(shared.phase_changed.notified());
     poll_fn(|cx| {
+        // Armed before the phase is read: a change after the read still wakes this group.
+        while phase_changed.as_mut().poll(cx).is_ready() {
+            phase_changed.set(shared.phase_changed.notified());
+        }
         let tick = shared.tick();
         if tick.phase == Phase::Done {
             return Poll::Ready(());
@@ -528,7 +572,11 @@ async fn drive(mut conns: Vec<Conn>, shared: &Shared, keepalive: u16) -> GroupSt
                 .fetch_sub(reported_settled - stats.settled, Relaxed);
         }
         reported_settled = stats.settled;
-        let mut wake = tokio::time::Instant::now() + TICK;
+        let mut wake = if has_publisher {
+            tokio::time::Instant::now() + TICK
+        } else {
+            last_ping + ping_every
+        };
         if let Some(due) = earliest {
             wake = wake.min(instant_at(due).into());
         }

@@ -7,7 +7,11 @@
 //!   (0 = unlimited), `tcp_notsent_lowat` (bytes, 0 = the kernel's default), `warmup_s`;
 //! - `window_s`: length of the measured window (duration mode: `--duration`; count mode: from
 //!   the window start to the last delivery);
-//! - `connect`: `{clients, seconds, per_sec}` — the setup phase (CONNECT+CONNACK, SUBSCRIBE);
+//! - `connect`: `{clients, seconds, per_sec, generator_cpu_pct, generator_saturated,
+//!   broker_cpu_us_per_client}` — the setup phase (CONNECT+CONNACK, SUBSCRIBE): this process's
+//!   CPU during it (% of `threads` cores; saturated at ≥ 90 %, when `per_sec` is the
+//!   generator's limit, not the broker's) and, with `--broker-pid`, the broker's CPU during it
+//!   per client (`null` without);
 //! - `published` (all publishes sent), `publish_per_sec` (sent during the run, per second of
 //!   run), `expected` (deliveries the subscriptions call for, `null` if the publishers are not
 //!   ours), `delivered` (PUBLISH packets received, duplicates included), `delivered_in_window`,
@@ -73,6 +77,12 @@ pub struct Connect {
     pub seconds: f64,
     /// `clients / seconds`.
     pub per_sec: f64,
+    /// This process's CPU during setup, in % of `threads` cores.
+    pub generator_cpu_pct: f64,
+    /// `generator_cpu_pct` ≥ 90: `per_sec` may be the generator's limit.
+    pub generator_saturated: bool,
+    /// The broker's CPU during setup per client, in microseconds (with `--broker-pid`).
+    pub broker_cpu_us_per_client: Option<f64>,
 }
 
 /// This process's CPU use.
@@ -172,16 +182,21 @@ impl Report {
             let _ = writeln!(t, "  {k:<18} {v}");
         };
         let c = &self.connect;
-        row(
-            &mut t,
-            "connect",
-            format!(
-                "{} clients in {:.3} s = {}/s",
-                c.clients,
-                c.seconds,
-                si(c.per_sec)
-            ),
+        let mut line = format!(
+            "{} clients in {:.3} s = {}/s; generator {:.0} % of {} thread(s)",
+            c.clients,
+            c.seconds,
+            si(c.per_sec),
+            c.generator_cpu_pct,
+            self.threads
         );
+        if let Some(each) = c.broker_cpu_us_per_client {
+            let _ = write!(line, ", broker {each:.1} µs CPU per client");
+        }
+        if c.generator_saturated {
+            line.push_str("  SATURATED: the rate may be the generator's limit");
+        }
+        row(&mut t, "connect", line);
         if self.scenario != "conn" {
             row(
                 &mut t,
