@@ -104,10 +104,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let config = Arc::new(engine_config(args, addr, &plan)?);
     let transport = config.transport.name();
     let mut progress = Progress::new(args.quiet);
-    let broker_before_connect = broker_sample();
-    let self_before_connect = sample("self");
+    let before_connect = (Instant::now(), sample("self"), broker_sample());
     shared.setup_start.store(now_ns(), Relaxed);
-    let connect_started = Instant::now();
     let clients = plan.clients.iter().cloned().enumerate().collect();
     let threads = usize::from(args.threads);
     let handles = engine::start(
@@ -120,8 +118,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     while shared.ready.load(Relaxed) < total {
         progress.step(&shared, "connect", Duration::from_millis(5));
     }
-    let connect_secs = connect_started.elapsed().as_secs_f64();
-    let (self_connected, broker_connected) = (sample("self"), broker_sample());
+    let connect = connect_figures(
+        total,
+        threads,
+        before_connect,
+        (sample("self"), broker_sample()),
+    );
     let finish = |shared: &Shared| -> GroupStats {
         shared.set_phase(Phase::Done);
         let mut stats = handles_join(handles);
@@ -139,20 +141,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         finish(&shared);
         bail!("{failed} of {total} clients failed to set up; first: {first}");
     }
-    let generator_cpu_pct = 100.0 * cpu_seconds(self_before_connect, self_connected)
-        / connect_secs.max(1e-9)
-        / threads as f64;
-    let connect = Connect {
-        clients: total,
-        seconds: connect_secs,
-        per_sec: total as f64 / connect_secs.max(1e-9),
-        generator_cpu_pct,
-        generator_saturated: generator_cpu_pct >= SATURATED_PCT,
-        broker_cpu_us_per_client: broker_before_connect
-            .zip(broker_connected)
-            .filter(|_| total > 0)
-            .map(|(a, b)| cpu_seconds(Some(a), Some(b)) * 1e6 / total as f64),
-    };
 
     let warmup = args
         .warmup
@@ -160,7 +148,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let (window_start, self_start, broker_start);
     if args.scenario == Scenario::Conn {
         window_start = now_ns();
-        (self_start, broker_start) = (sample("self"), broker_before_connect);
+        (self_start, broker_start) = (sample("self"), before_connect.2);
         progress.wait(&shared, "hold", args.duration);
     } else {
         shared.set_phase(Phase::Run);
@@ -338,6 +326,30 @@ fn engine_config(args: &BenchArgs, addr: SocketAddr, plan: &Plan) -> anyhow::Res
         transport,
         notsent_lowat: args.tcp_notsent_lowat,
     })
+}
+
+/// The setup phase's figures, from samples (this process, the broker) taken when it began
+/// (with its start time) and when every client was ready.
+fn connect_figures(
+    clients: usize,
+    threads: usize,
+    (started, self_before, broker_before): (Instant, Option<ProcSample>, Option<ProcSample>),
+    (self_after, broker_after): (Option<ProcSample>, Option<ProcSample>),
+) -> Connect {
+    let seconds = started.elapsed().as_secs_f64();
+    let generator_cpu_pct =
+        100.0 * cpu_seconds(self_before, self_after) / seconds.max(1e-9) / threads as f64;
+    Connect {
+        clients,
+        seconds,
+        per_sec: clients as f64 / seconds.max(1e-9),
+        generator_cpu_pct,
+        generator_saturated: generator_cpu_pct >= SATURATED_PCT,
+        broker_cpu_us_per_client: broker_before
+            .zip(broker_after)
+            .filter(|_| clients > 0)
+            .map(|(a, b)| cpu_seconds(Some(a), Some(b)) * 1e6 / clients as f64),
+    }
 }
 
 /// CPU seconds between two samples of one process (0 without both).

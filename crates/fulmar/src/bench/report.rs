@@ -169,18 +169,8 @@ impl Report {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"errors\":[\"json: {e}\"]}}"))
     }
 
-    /// The human summary.
-    pub fn table(&self) -> String {
-        let mut t = String::new();
-        let _ = writeln!(
-            t,
-            "fulmar bench {} → {} ({}): MQTT {}, QoS {}, {} B payload; {} publisher(s), {} subscriber(s), {} filter(s), {} connection(s)",
-            self.scenario, self.broker, self.transport, self.protocol, self.qos, self.payload_bytes,
-            self.publishers, self.subscribers, self.subscriptions, self.connections
-        );
-        let row = |t: &mut String, k: &str, v: String| {
-            let _ = writeln!(t, "  {k:<18} {v}");
-        };
+    /// The setup phase: its rate, and what it cost the generator and the broker.
+    fn connect_line(&self) -> String {
         let c = &self.connect;
         let mut line = format!(
             "{} clients in {:.3} s = {}/s; generator {:.0} % of {} thread(s)",
@@ -196,7 +186,22 @@ impl Report {
         if c.generator_saturated {
             line.push_str("  SATURATED: the rate may be the generator's limit");
         }
-        row(&mut t, "connect", line);
+        line
+    }
+
+    /// The human summary.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "fulmar bench {} → {} ({}): MQTT {}, QoS {}, {} B payload; {} publisher(s), {} subscriber(s), {} filter(s), {} connection(s)",
+            self.scenario, self.broker, self.transport, self.protocol, self.qos, self.payload_bytes,
+            self.publishers, self.subscribers, self.subscriptions, self.connections
+        );
+        let row = |t: &mut String, k: &str, v: String| {
+            let _ = writeln!(t, "  {k:<18} {v}");
+        };
+        row(&mut t, "connect", self.connect_line());
         if self.scenario != "conn" {
             row(
                 &mut t,
