@@ -265,3 +265,18 @@ fn bench_json_report_has_its_documented_shape() {
         .as_u64()
         .is_some_and(|r| r > 0));
 }
+
+/// Idle clients sleep between events (no periodic poll): their PINGREQ timer alone must keep
+/// them connected past the broker's keep-alive limit (1.5 × 1 s) [MQTT-3.1.2-24].
+#[test]
+fn idle_bench_clients_keep_their_connections_alive() {
+    let (_broker, port) = real_broker();
+    let (output, json) = bench(
+        port,
+        &["conn", "-c", "4", "--keepalive", "1", "--duration", "3"],
+    );
+    assert!(output.status.success(), "{json}");
+    assert_eq!(json["connect"]["clients"], 4, "{json}");
+    assert_eq!(json["disconnects"], 0, "{json}");
+    assert_eq!(json["errors"].as_array().map(Vec::len), Some(0), "{json}");
+}
