@@ -381,9 +381,8 @@ fn limit_unsent(_tcp: &tokio::net::TcpStream, _lowat: u32) -> anyhow::Result<()>
 }
 
 /// Binds that follow take only the address: the kernel picks the port at `connect`, needing
-/// only the 4-tuple to be unique, rather than reserving a port no other socket on the address may
-/// use. With thousands of connections per source address, a reserving `bind` searches ever
-/// longer for a free port, and the generator spent more time there than the broker accepting.
+/// only the 4-tuple to be unique, rather than searching at `bind` for a port no other socket on
+/// that address holds: a source port may then serve one connection per destination.
 #[cfg(target_os = "linux")]
 fn defer_port_choice(socket: &TcpSocket) -> anyhow::Result<()> {
     use std::os::fd::AsRawFd;
