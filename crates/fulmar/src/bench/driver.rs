@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _};
 use super::engine::{self, EngineConfig, GroupStats, Phase, Shared};
 use super::payload::{now_ns, HEADER_LEN};
 use super::plan::Plan;
-use super::procstat::{sample, ProcSample};
+use super::procstat::{sample, sample_self, ProcSample};
 use super::report::{self, Broker, Connect, Generator, Latency, Report};
 use super::transport::Transport;
 use super::{BenchArgs, Scenario};
@@ -104,7 +104,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let config = Arc::new(engine_config(args, addr, &plan)?);
     let transport = config.transport.name();
     let mut progress = Progress::new(args.quiet);
-    let before_connect = (Instant::now(), sample("self"), broker_sample());
+    let before_connect = (Instant::now(), sample_self(), broker_sample());
     shared.setup_start.store(now_ns(), Relaxed);
     let clients = plan.clients.iter().cloned().enumerate().collect();
     let threads = usize::from(args.threads);
@@ -122,7 +122,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         total,
         threads,
         before_connect,
-        (sample("self"), broker_sample()),
+        (sample_self(), broker_sample()),
     );
     let finish = |shared: &Shared| -> GroupStats {
         shared.set_phase(Phase::Done);
@@ -148,14 +148,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let (window_start, self_start, broker_start);
     if args.scenario == Scenario::Conn {
         window_start = now_ns();
-        (self_start, broker_start) = (sample("self"), before_connect.2);
+        (self_start, broker_start) = (sample_self(), before_connect.2);
         progress.wait(&shared, "hold", args.duration);
     } else {
         shared.set_phase(Phase::Run);
         progress.wait(&shared, "warmup", warmup);
         window_start = now_ns();
         shared.open_window(window_start);
-        (self_start, broker_start) = (sample("self"), broker_sample());
+        (self_start, broker_start) = (sample_self(), broker_sample());
         if args.count.is_some() {
             while shared.publishers_done.load(Relaxed) < plan.publishers as u64 {
                 progress.step(&shared, "run", Duration::from_millis(5));
@@ -168,7 +168,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         drain(&shared, &plan, args.drain, &mut progress);
     }
     let window_end_now = now_ns();
-    let (self_end, broker_end) = (sample("self"), broker_sample());
+    let (self_end, broker_end) = (sample_self(), broker_sample());
     let run_started = Some(shared.run_start())
         .filter(|&t| t > 0)
         .unwrap_or(window_start);
