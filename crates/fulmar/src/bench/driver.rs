@@ -348,14 +348,14 @@ fn connect_figures(
         broker_cpu_us_per_client: broker_before
             .zip(broker_after)
             .filter(|_| clients > 0)
-            .map(|(a, b)| cpu_seconds(Some(a), Some(b)) * 1e6 / clients as f64),
+            .map(|(a, b)| b.cpu_seconds_since(&a) * 1e6 / clients as f64),
     }
 }
 
 /// CPU seconds between two samples of one process (0 without both).
 fn cpu_seconds(a: Option<ProcSample>, b: Option<ProcSample>) -> f64 {
     a.zip(b)
-        .map(|(a, b)| b.cpu.saturating_sub(a.cpu).as_secs_f64())
+        .map(|(a, b)| b.cpu_seconds_since(&a))
         .unwrap_or(0.0)
 }
 
@@ -367,7 +367,7 @@ fn broker_stats(
     samples: Option<(ProcSample, ProcSample)>,
 ) -> Option<Broker> {
     let (pid, (a, b)) = args.broker_pid.zip(samples)?;
-    let cpu = b.cpu.saturating_sub(a.cpu).as_secs_f64();
+    let cpu = b.cpu_seconds_since(&a);
     let (divisor, per) = if stats.after_window_start > 0 {
         (stats.after_window_start, "delivered")
     } else {

@@ -12,12 +12,19 @@ pub struct ProcSample {
     pub rss: u64,
 }
 
+impl ProcSample {
+    /// CPU seconds from `earlier` (a sample of the same process) to this one.
+    pub fn cpu_seconds_since(&self, earlier: &ProcSample) -> f64 {
+        self.cpu.saturating_sub(earlier.cpu).as_secs_f64()
+    }
+}
+
 /// Clock ticks per second of `/proc/*/stat` times: `sysconf(_SC_CLK_TCK)`, 100 on every Linux
 /// configuration we run on.
 const TICKS_PER_SECOND: u64 = 100;
 
-/// Reads `/proc/<pid>` (`"self"` for this process). `None` when the process is gone or this is
-/// not Linux.
+/// Reads `/proc/<pid>`, CPU time in 10 ms ticks (this process: [`sample_self`]). `None` when
+/// the process is gone or this is not Linux.
 pub fn sample(pid: &str) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
