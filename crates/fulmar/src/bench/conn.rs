@@ -431,9 +431,7 @@ fn record(
     if now >= tick.window_start && now < tick.window_end {
         stats.in_window += 1;
         stats.bytes_in_window += payload.len() as u64;
-        let _ = stats
-            .latency
-            .record(now.saturating_sub(stamp.sent_ns).max(1));
+        stats.record_latency(now.saturating_sub(stamp.sent_ns));
     }
     if now >= tick.window_start {
         stats.after_window_start += 1;

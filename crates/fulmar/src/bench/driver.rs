@@ -280,10 +280,9 @@ fn assemble(args: &BenchArgs, plan: &Plan, stats: &GroupStats, t: Timeline) -> R
         delivered_in_window: stats.in_window,
         msgs_per_sec: per_sec(stats.in_window),
         bytes_per_sec: per_sec(stats.bytes_in_window),
-        latency_us: if stats.latency.is_empty() {
-            Latency::default()
-        } else {
-            Latency::of(&stats.latency)
+        latency_us: match &stats.latency {
+            Some(histogram) if !histogram.is_empty() => Latency::of(histogram),
+            _ => Latency::default(),
         },
         lost,
         duplicated: stats.duplicates,
