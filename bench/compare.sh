@@ -204,6 +204,9 @@ run_one() { # $1 placement $2 scenario $3 broker $4 round
   json=$OUT/$placement.$scen.$b.r$round.json
   local extra="--duration $DURATION --warmup $WARMUP"
   [[ $scen == conn-* ]] && extra="--duration 2"
+  # Unpinned, connecting saturates one generator thread while the broker leaves the other core
+  # partly idle: the generator gets a thread per core there, so the rate is the pair's.
+  [[ $scen == conn-* && $placement == unpinned ]] && extra="$extra --threads $(nproc)"
   # shellcheck disable=SC2046
   $gpin "$BENCH" bench $(scenario_args "$scen") -s "$SIZE" -V "$PROTO" --port "$PORT" \
     --broker-pid "$pid" --json --quiet $extra ${BENCH_ARGS:-} >"$json" 2>"$json.err" || true
