@@ -103,9 +103,10 @@ pub(crate) async fn accept_with<F, Fut>(
 /// before accepting again after a success, instead of finding out from a failed accept.
 ///
 /// Linux's `accept4` allocates the new socket and its file before it looks at the queue,
-/// and frees both when the queue is empty (`do_accept` in `net/socket.c`). Accepting until `EAGAIN`, as a
-/// readiness loop does, made every other accept of a connect storm such a failure (28,682
-/// calls for 19,000 connections); a `poll` of the listening socket is a fraction of that.
+/// and frees both when the queue is empty (`do_accept` in `net/socket.c`). Accepting until
+/// `EAGAIN`, as a readiness loop does, made a third of the accepts of a connect storm such
+/// failures (28,682 calls for 19,000 connections); a `poll` of the listening socket costs a
+/// fraction of one.
 struct Acceptor {
     listener: AsyncFd<mio::net::TcpListener>,
     /// The last call accepted a connection: the queue may be empty now.
