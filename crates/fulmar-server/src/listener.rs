@@ -33,8 +33,8 @@ pub struct BindError {
 /// the 157 concurrent connects of `fulmar bench conn -c 5000`.
 const ACCEPT_BACKLOG: u32 = 4096;
 
-/// Binds a TCP listener.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+/// Binds a TCP listener and registers it with the runtime, ready for [`accept_with`].
+pub async fn bind(addr: SocketAddr) -> Result<Acceptor, BindError> {
     let listen = || {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -45,14 +45,14 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         // in TIME_WAIT.
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
-        socket.listen(ACCEPT_BACKLOG)
+        Acceptor::new(socket.listen(ACCEPT_BACKLOG)?)
     };
     listen().map_err(|source| BindError { addr, source })
 }
 
 /// The accept loop shared by every kind of listener: `serve` runs each accepted stream.
 pub(crate) async fn accept_with<F, Fut>(
-    listener: TcpListener,
+    mut acceptor: Acceptor,
     broker: Arc<Broker>,
     connection_ids: Arc<AtomicU64>,
     tasks: Arc<parking_lot::Mutex<JoinSet<()>>>,
@@ -62,14 +62,6 @@ pub(crate) async fn accept_with<F, Fut>(
     F: Fn(Arc<Broker>, TcpStream, SocketAddr, u64, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let local = listener.local_addr().ok();
-    let mut acceptor = match Acceptor::new(listener) {
-        Ok(acceptor) => acceptor,
-        Err(error) => {
-            tracing::error!(?local, %error, "cannot watch the listening socket; not accepting");
-            return;
-        }
-    };
     loop {
         let accepted = tokio::select! {
             accepted = acceptor.accept() => accepted,
@@ -107,7 +99,7 @@ pub(crate) async fn accept_with<F, Fut>(
 /// `EAGAIN`, as a readiness loop does, made a third of the accepts of a connect storm such
 /// failures (28,682 calls for 19,000 connections); a `poll` of the listening socket costs a
 /// fraction of one.
-struct Acceptor {
+pub struct Acceptor {
     listener: AsyncFd<mio::net::TcpListener>,
     /// The last call accepted a connection: the queue may be empty now.
     accepted_last: bool,
@@ -124,6 +116,11 @@ impl Acceptor {
             listener,
             accepted_last: false,
         })
+    }
+
+    /// The address the listener is bound to (its port, when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.get_ref().local_addr()
     }
 
     async fn accept(&mut self) -> std::io::Result<(TcpStream, SocketAddr)> {
